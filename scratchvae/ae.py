@@ -1,0 +1,88 @@
+"""A deterministic autoencoder built from the same layers, for the AE-vs-VAE comparison.
+
+The code :math:`z = f_\\phi(x)` is a point, not a distribution; the loss is the
+reconstruction term alone, :math:`-\\log p_\\theta(x \\mid z = f_\\phi(x))`, with the same
+likelihoods as the VAE. Nothing pulls the codes towards a prior, which is why decoding
+random z ~ N(0, I) gives poor samples.
+"""
+
+from __future__ import annotations
+
+from .activations import ACTIVATIONS
+from .decoder import LIKELIHOODS, Decoder, check_sigma_dec
+from .layers import INITS, mlp
+from .model import Model, check_choice, check_int
+from .vae import LossResult
+
+
+class AE(Model):
+    """Deterministic autoencoder. Arguments as for :class:`scratchvae.VAE`."""
+
+    def __init__(self, input_dim: int, hidden_dims=(400,), latent_dim: int = 20,
+                 likelihood: str = "bernoulli", activation: str = "relu",
+                 sigma_dec=1.0, init: str = "pytorch", backend: str = "numpy",
+                 dtype: str = "float32", seed: int = 0):
+        super().__init__(input_dim, backend, dtype, seed)
+        self.hidden_dims = tuple(check_int(h, "hidden_dims entries") for h in hidden_dims)
+        self.latent_dim = check_int(latent_dim, "latent_dim")
+        self.likelihood = check_choice(likelihood, "likelihood", LIKELIHOODS)
+        self.activation = check_choice(activation, "activation", ACTIVATIONS)
+        self.init = check_choice(init, "init", INITS)
+        self.encoder = mlp("enc", (input_dim, *self.hidden_dims, latent_dim), activation,
+                           init, final_activation=False)
+        self.encoder.layers[0].need_dx = False
+        self.decoder = Decoder(latent_dim, self.hidden_dims[::-1], input_dim, likelihood,
+                               activation, init, check_sigma_dec(sigma_dec))
+        self._build([self.encoder, self.decoder])
+
+    def _check_x(self, x, check_values: bool):
+        x = self._check_array(x, "x", (None, self.input_dim), check_values)
+        if check_values and self.likelihood == "bernoulli":
+            if bool(self.xp.any((x < 0) | (x > 1))):
+                raise ValueError("x must lie in [0, 1] for likelihood='bernoulli'")
+        return x
+
+    def encode(self, x):
+        """x: (n, D) -> codes z: (n, latent_dim)."""
+        x = self._check_x(x, True)
+        self._cache = None
+        return self.encoder.forward(x)
+
+    def decode(self, z):
+        """z: (n, latent_dim) -> logits, mean, or (mean, logvar), each (n, D)."""
+        z = self._check_array(z, "z", (None, self.latent_dim))
+        self._cache = None
+        return self.decoder.split(self.decoder.forward(z))
+
+    def sample(self, n: int, z=None):
+        """Decoder means at z ~ N(0, I) (or given z): what a VAE-style sampler would give."""
+        n = check_int(n, "n")
+        if z is None:
+            z = self.rng.normal((n, self.latent_dim), self.dtype)
+        z = self._check_array(z, "z", (n, self.latent_dim))
+        self._cache = None
+        return self.decoder.mean(self.decoder.forward(z))
+
+    def reconstruct(self, x):
+        """Decoder mean at the code of x: (n, D)."""
+        return self.decoder.mean(self.decoder.forward(self.encode(x)))
+
+    def loss(self, x, check_values: bool = True) -> LossResult:
+        """Reconstruction loss :math:`-\\log p(x | f(x))` averaged over the batch."""
+        xp = self.xp
+        x = self._check_x(x, check_values)
+        z = self.encoder.forward(x)
+        out = self.decoder.forward(z)
+        log_px, c_px = self.decoder.loglik_forward(x, out)
+        self._cache = (x.shape[0], c_px)
+        recon = -xp.mean(log_px)
+        zero = xp.zeros((), dtype=self.dtype, device=self.device)
+        return LossResult(recon, recon, zero, None, None, z)
+
+    def backward(self) -> None:
+        """Gradients of the last :meth:`loss` into :attr:`grads`."""
+        n, c_px = self._backward_cache()
+        dlog_px = self.xp.full((n,), -1.0 / n, dtype=self.dtype, device=self.device)
+        dout = self.decoder.loglik_backward(dlog_px, c_px)
+        dz = self.decoder.backward(dout)
+        self.encoder.backward(dz)

@@ -1,0 +1,129 @@
+"""The decoder p_theta(x|z): an MLP from z to the parameters of the likelihood.
+
+``likelihood`` picks the observation model:
+
+* ``"bernoulli"``: the network outputs logits :math:`l`, :math:`p(x|z) = \\prod_i
+  \\mathrm{Bern}(x_i; \\sigma(l_i))` (MNIST).
+* ``"gaussian"``: the network outputs the mean, the variance :math:`\\sigma_{dec}^2` is
+  fixed (``sigma_dec=0.1``, say) or one shared learned scalar (``sigma_dec="learned"``,
+  parameter ``dec.logvar`` = :math:`\\log s^2`, as in the linear-Gaussian example).
+* ``"gaussian_learned"``: the network outputs mean and log-variance per pixel, as the
+  paper does for Frey Face.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .activations import sigmoid
+from .backend import array_namespace, device
+from .layers import Linear, mlp
+from .likelihoods import (
+    bernoulli_logpmf_backward,
+    bernoulli_logpmf_forward,
+    gaussian_logpdf_backward,
+    gaussian_logpdf_forward,
+)
+
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
+
+
+def check_sigma_dec(sigma_dec):
+    """``sigma_dec`` must be a positive number or ``"learned"``."""
+    if sigma_dec == "learned":
+        return sigma_dec
+    if isinstance(sigma_dec, (int, float)) and not isinstance(sigma_dec, bool) \
+            and math.isfinite(sigma_dec) and sigma_dec > 0:
+        return float(sigma_dec)
+    raise ValueError(f"sigma_dec must be a positive number or 'learned', got {sigma_dec!r}")
+
+
+class Decoder:
+    """MLP ``z -> hidden -> head`` plus the likelihood of ``x`` given the head's output.
+
+    Parameters
+    ----------
+    latent_dim, output_dim : int
+    hidden_dims : tuple of int
+        Hidden sizes from z upwards; ``()`` makes the decoder affine.
+    likelihood : str
+        One of :data:`LIKELIHOODS`.
+    """
+
+    def __init__(self, latent_dim, hidden_dims, output_dim, likelihood, activation,
+                 init="pytorch", sigma_dec=1.0):
+        self.likelihood = likelihood
+        self.output_dim = output_dim
+        self.sigma_dec = sigma_dec
+        self.body = mlp("dec", (latent_dim, *hidden_dims), activation, init)
+        d_h = hidden_dims[-1] if hidden_dims else latent_dim
+        n_out = 2 * output_dim if likelihood == "gaussian_learned" else output_dim
+        self.head = Linear("dec.out", d_h, n_out, init)
+        self.learn_sigma = likelihood == "gaussian" and sigma_dec == "learned"
+
+    def param_shapes(self) -> dict:
+        shapes = {**self.body.param_shapes(), **self.head.param_shapes()}
+        if self.learn_sigma:
+            shapes["dec.logvar"] = (1,)
+        return shapes
+
+    def bind(self, params, grads) -> None:
+        self.body.bind(params, grads)
+        self.head.bind(params, grads)
+        if self.learn_sigma:
+            self.logvar, self.dlogvar = params["dec.logvar"], grads["dec.logvar"]
+        elif self.likelihood == "gaussian":
+            xp = array_namespace(params.flat)
+            self.logvar = xp.full((1,), math.log(self.sigma_dec ** 2),
+                                  dtype=params.flat.dtype, device=device(params.flat))
+
+    def initialize(self, rng) -> None:
+        self.body.initialize(rng)
+        self.head.initialize(rng)
+        if self.learn_sigma:
+            self.logvar[...] = 0.0
+
+    def forward(self, z):
+        """z: (n, latent_dim) -> raw head output (n, n_out)."""
+        return self.head.forward(self.body.forward(z))
+
+    def backward(self, dout):
+        """dout: (n, n_out) -> dz: (n, latent_dim); writes parameter gradients."""
+        return self.body.backward(self.head.backward(dout))
+
+    def split(self, out):
+        """The likelihood's parameters from the head output ``out`` (..., n_out):
+        ``logits``, or ``(mean, logvar)``."""
+        if self.likelihood == "bernoulli":
+            return out
+        if self.likelihood == "gaussian":
+            return out, self.logvar
+        D = self.output_dim
+        return out[..., :D], out[..., D:]
+
+    def mean(self, out):
+        """E[x | z] from the head output: ``sigmoid(logits)`` or the Gaussian mean."""
+        if self.likelihood == "bernoulli":
+            return sigmoid(out)
+        return self.split(out)[0]
+
+    def loglik_forward(self, x, out):
+        """:math:`\\log p_\\theta(x|z)` summed over pixels. x: (n, D); out: (..., n, n_out).
+        Returns ``(logp (..., n), cache)``."""
+        if self.likelihood == "bernoulli":
+            return bernoulli_logpmf_forward(x, out)
+        mean, logvar = self.split(out)
+        return gaussian_logpdf_forward(x, mean, logvar)
+
+    def loglik_backward(self, dlogp, cache):
+        """dlogp: (..., n) -> dout: (..., n, n_out); writes ``dec.logvar``'s gradient
+        when the shared variance is learned."""
+        if self.likelihood == "bernoulli":
+            return bernoulli_logpmf_backward(dlogp, cache)
+        xp = array_namespace(dlogp)
+        _, dmean, dlogvar = gaussian_logpdf_backward(dlogp, cache)
+        if self.likelihood == "gaussian_learned":
+            return xp.concat([dmean, dlogvar], axis=-1)
+        if self.learn_sigma:
+            self.dlogvar[...] = xp.reshape(xp.sum(dlogvar), (1,))
+        return dmean

@@ -1,0 +1,169 @@
+"""What every scratchvae model shares: backend, device, dtype, generator, parameters,
+and the checks that turn bad input into clear errors."""
+
+from __future__ import annotations
+
+import operator
+
+from .backend import (
+    array_namespace,
+    asarray,
+    backend_name,
+    check_backend,
+    default_device,
+    device,
+    get_dtype,
+    get_namespace,
+    to_numpy,
+)
+from .parameters import Parameters
+from .rng import Generator
+
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum``, else a ``ValueError``/``TypeError`` naming it."""
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def check_choice(value, name: str, choices) -> str:
+    """``value`` if it is one of ``choices``, else a ``ValueError`` listing them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+class Model:
+    """Base class: owns the flat parameter/gradient buffers and the generator.
+
+    Subclasses list their layers in ``self.modules`` and extra parameter shapes in
+    ``extra_shapes``, then call :meth:`_build`.
+    """
+
+    def __init__(self, input_dim: int, backend: str, dtype: str, seed: int):
+        self.input_dim = check_int(input_dim, "input_dim")
+        check_backend(backend)
+        self.xp = get_namespace(backend)
+        self.backend = backend
+        self.dtype_name = dtype
+        self.dtype = get_dtype(self.xp, dtype)
+        self.device = default_device(self.xp)
+        self.seed = check_int(seed, "seed", minimum=0)
+        self.rng = Generator(self.seed, backend, self.device)
+        self._cache = None
+
+    # ---- parameters -------------------------------------------------------------
+    def _build(self, modules: list, extra_shapes: dict | None = None) -> None:
+        self.modules = modules
+        shapes = {}
+        for m in modules:
+            shapes.update(m.param_shapes())
+        shapes.update(extra_shapes or {})
+        self._params = Parameters.zeros(shapes, self.xp, self.dtype, self.device)
+        self._grads = self._params.zeros_like()
+        self._bind()
+        for m in modules:
+            m.initialize(self.rng)
+
+    def _bind(self) -> None:
+        for m in self.modules:
+            m.bind(self._params, self._grads)
+
+    @property
+    def params(self) -> Parameters:
+        """Live parameter arrays, ``name -> array`` (views into ``params.flat``)."""
+        return self._params
+
+    @property
+    def grads(self) -> Parameters:
+        """Gradients written by :meth:`backward`; same names and shapes as :attr:`params`."""
+        return self._grads
+
+    def n_params(self) -> int:
+        return int(self._params.flat.shape[0])
+
+    # ---- backends ---------------------------------------------------------------
+    def to(self, backend: str, device=None):
+        """Move parameters, gradients and generator to ``backend`` (and ``device``).
+
+        Returns ``self``. Arrays made before the move stay where they were; convert
+        data with :meth:`asarray`.
+        """
+        check_backend(backend)
+        xp = get_namespace(backend)
+        device = default_device(xp) if device is None else device
+        self._params = self._params.to(xp, device)
+        self._grads = self._grads.to(xp, device)
+        self.xp, self.backend, self.device = xp, backend, device
+        self.dtype = get_dtype(xp, self.dtype_name)
+        self.rng = self.rng.to(backend, device)
+        self._cache = None
+        self._bind()
+        return self
+
+    def asarray(self, x):
+        """Host data (NumPy array, list) as an array of the model's backend, device and dtype.
+
+        This is the explicit host -> device step; the model's methods never copy
+        silently.
+        """
+        return asarray(x, self.xp, dtype=self.dtype, device=self.device)
+
+    @staticmethod
+    def to_numpy(x):
+        """Any backend's array as a host NumPy array."""
+        return to_numpy(x)
+
+    # ---- input checks -----------------------------------------------------------
+    def _check_array(self, a, name: str, shape: tuple, check_finite: bool = True):
+        """``a`` must be a floating array of the model's backend, device and dtype,
+        with exactly ``shape`` (``None`` entries match any size)."""
+        try:
+            xp = array_namespace(a)
+        except TypeError:
+            raise TypeError(
+                f"{name} must be an array of the model's backend {self.backend!r}, got "
+                f"{type(a).__name__}; convert host data with model.asarray({name})"
+            ) from None
+        if xp is not self.xp:
+            raise TypeError(
+                f"{name} is a {backend_name(xp)!r} array but the model lives on "
+                f"{self.backend!r}; convert explicitly with model.asarray({name}) "
+                f"(or move the model with model.to(...))"
+            )
+        if device(a) != self.device:
+            raise ValueError(
+                f"{name} is on device {device(a)!r} but the model is on {self.device!r}; "
+                f"convert explicitly with model.asarray({name})"
+            )
+        if not xp.isdtype(a.dtype, "real floating"):
+            raise TypeError(
+                f"{name} must be a floating array ({self.dtype_name}), got dtype {a.dtype}; "
+                f"scale integer images to [0, 1] first"
+            )
+        if a.dtype != self.dtype:
+            raise TypeError(
+                f"{name} has dtype {a.dtype} but the model computes in {self.dtype_name}; "
+                f"convert with model.asarray({name})"
+            )
+        ok = len(a.shape) == len(shape) and all(
+            want is None or got == want for got, want in zip(a.shape, shape))
+        if not ok:
+            want = "(" + ", ".join("n" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {tuple(a.shape)}")
+        if a.shape[0] == 0:
+            raise ValueError(f"{name} must hold at least one example, got shape {tuple(a.shape)}")
+        if check_finite and not bool(xp.all(xp.isfinite(a))):
+            raise ValueError(f"{name} contains NaN or inf values")
+        return a
+
+    def _backward_cache(self):
+        if self._cache is None:
+            raise RuntimeError("call model.loss(x) before model.backward()")
+        cache, self._cache = self._cache, None
+        return cache

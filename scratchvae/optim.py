@@ -1,0 +1,134 @@
+"""Optimizers that update a model's flat parameter buffer in place.
+
+Each step is a handful of vectorized operations on one vector (see
+:class:`scratchvae.parameters.Parameters`). Every optimizer follows PyTorch's
+formulas, so the two can be compared step for step; ``weight_decay`` adds
+:math:`\\lambda\\theta` to the gradient (an L2 penalty / Gaussian prior on the weights).
+"""
+
+from __future__ import annotations
+
+import math
+
+from .backend import array_namespace
+from .parameters import Parameters
+
+
+def _check_positive(value, name: str, allow_zero: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (
+        value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+class Optimizer:
+    """Base class. ``params``: the model's :class:`Parameters`."""
+
+    def __init__(self, params: Parameters, lr: float, weight_decay: float = 0.0):
+        if not isinstance(params, Parameters):
+            raise TypeError("params must be a scratchvae Parameters object (model.params); "
+                            "wrap a dict of arrays with sv.Parameters.from_arrays(d)")
+        self.params = params
+        self.lr = _check_positive(lr, "lr")
+        self.weight_decay = _check_positive(weight_decay, "weight_decay", allow_zero=True)
+        self.t = 0
+        self.state: dict = {}
+
+    def _gradient(self, grads: Parameters):
+        if not isinstance(grads, Parameters) or grads.shapes != self.params.shapes:
+            raise ValueError("grads must be the model's gradients (model.grads), with the "
+                             "same names and shapes as the optimizer's params")
+        g = grads.flat
+        if self.weight_decay:
+            g = g + self.weight_decay * self.params.flat
+        return g
+
+    def step(self, grads: Parameters) -> None:
+        self.t += 1
+        self._update(self.params.flat, self._gradient(grads))
+
+    def state_dict(self) -> dict:
+        """Step count and buffers (arrays of the parameters' backend)."""
+        return {"t": self.t, **self.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.t = int(state["t"])
+        for key in self.state:
+            self.state[key][...] = state[key]
+
+
+class SGD(Optimizer):
+    """:math:`v \\leftarrow \\mu v + g,\\ \\theta \\leftarrow \\theta - \\eta v`
+    (plain SGD when ``momentum = 0``)."""
+
+    def __init__(self, params, lr: float = 1e-2, momentum: float = 0.0,
+                 weight_decay: float = 0.0):
+        super().__init__(params, lr, weight_decay)
+        self.momentum = _check_positive(momentum, "momentum", allow_zero=True)
+        if self.momentum:
+            self.state["v"] = array_namespace(params.flat).zeros_like(params.flat)
+
+    def _update(self, p, g):
+        if self.momentum:
+            v = self.state["v"]
+            v *= self.momentum
+            v += g
+            g = v
+        p -= self.lr * g
+
+
+class Adagrad(Optimizer):
+    """:math:`G \\leftarrow G + g^2,\\ \\theta \\leftarrow \\theta - \\eta\\, g / (\\sqrt G + \\epsilon)`
+    (Duchi et al. 2011; the optimizer of Kingma & Welling 2014)."""
+
+    def __init__(self, params, lr: float = 1e-2, eps: float = 1e-10,
+                 weight_decay: float = 0.0):
+        super().__init__(params, lr, weight_decay)
+        self.eps = _check_positive(eps, "eps")
+        self.state["G"] = array_namespace(params.flat).zeros_like(params.flat)
+
+    def _update(self, p, g):
+        xp = array_namespace(p)
+        G = self.state["G"]
+        G += g * g
+        p -= self.lr * g / (xp.sqrt(G) + self.eps)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction:
+
+    .. math::
+        m \\leftarrow \\beta_1 m + (1-\\beta_1) g,\\quad
+        v \\leftarrow \\beta_2 v + (1-\\beta_2) g^2,\\quad
+        \\theta \\leftarrow \\theta - \\frac{\\eta}{1-\\beta_1^t}\\,
+        \\frac{m}{\\sqrt{v / (1-\\beta_2^t)} + \\epsilon}
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(params, lr, weight_decay)
+        self.beta1, self.beta2 = (float(b) for b in betas)
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
+        self.eps = _check_positive(eps, "eps")
+        xp = array_namespace(params.flat)
+        self.state["m"] = xp.zeros_like(params.flat)
+        self.state["v"] = xp.zeros_like(params.flat)
+
+    def _update(self, p, g):
+        xp = array_namespace(p)
+        m, v = self.state["m"], self.state["v"]
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * (g * g)
+        step_size = self.lr / (1 - self.beta1 ** self.t)
+        denom = xp.sqrt(v)
+        denom *= 1 / math.sqrt(1 - self.beta2 ** self.t)
+        denom += self.eps
+        p -= step_size * (m / denom)
+
+
+OPTIMIZERS = {"adam": Adam, "adagrad": Adagrad, "sgd": SGD}

@@ -1,0 +1,281 @@
+"""The variational autoencoder (Kingma & Welling, 2014) with a hand-written backward pass.
+
+Objective, per data point x (the ELBO, in nats):
+
+.. math::
+    \\mathcal L(\\theta, \\phi; x) = \\mathbb E_{q_\\phi(z|x)}[\\log p_\\theta(x|z)]
+    - \\mathrm{KL}(q_\\phi(z|x) \\,\\|\\, p(z)) \\le \\log p_\\theta(x)
+
+estimated with ``L`` reparameterized samples :math:`z_l = \\mu + \\sigma\\odot\\varepsilon_l`:
+
+* SGVB-B (default): :math:`\\tfrac1L \\sum_l \\log p_\\theta(x|z_l) - \\mathrm{KL}` with the KL
+  in closed form;
+* SGVB-A: :math:`\\tfrac1L \\sum_l [\\log p_\\theta(x|z_l) + \\log p(z_l) - \\log q_\\phi(z_l|x)]`.
+
+``loss`` is the negative ELBO averaged over the batch, with the KL term weighted by
+``beta``. Derivations: ``derivations/05_reparameterization.ipynb`` (estimators) and
+``derivations/08_backprop.ipynb`` (this backward pass); tests: ``tests/test_vae.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .activations import ACTIVATIONS
+from .decoder import LIKELIHOODS, Decoder, check_sigma_dec
+from .kl import kl_std_normal_backward, kl_std_normal_forward
+from .layers import INITS, Linear, mlp
+from .likelihoods import (
+    gaussian_logpdf_backward,
+    gaussian_logpdf_forward,
+    std_normal_logpdf_backward,
+    std_normal_logpdf_forward,
+)
+from .model import Model, check_choice, check_int
+from .reparam import reparameterize_backward, reparameterize_forward
+
+ESTIMATORS = ("A", "B")
+
+
+@dataclass
+class LossResult:
+    """What :meth:`VAE.loss` computed. Scalars are 0-d arrays of the model's backend
+    (``float(res.loss)`` brings one to the host).
+
+    Attributes
+    ----------
+    loss : negative ELBO (recon + beta * kl), averaged over the batch, nats per example
+    recon : :math:`-\\tfrac1L\\sum_l \\log p(x|z_l)`, averaged over the batch
+    kl : KL(q(z|x) || p(z)) averaged over the batch (analytic for "B", Monte Carlo for "A")
+    mu, logvar : (n, latent_dim) encoder outputs (``None`` for the plain autoencoder)
+    z : (L, n, latent_dim) latent samples used (the codes (n, latent_dim) for the AE)
+    """
+
+    loss: Any
+    recon: Any
+    kl: Any
+    mu: Any
+    logvar: Any
+    z: Any
+
+
+class GaussianEncoder:
+    """q_phi(z|x) = N(mu(x), diag exp(logvar(x))): an MLP body and two affine heads."""
+
+    def __init__(self, input_dim, hidden_dims, latent_dim, activation, init="pytorch"):
+        self.body = mlp("enc", (input_dim, *hidden_dims), activation, init)
+        d_h = hidden_dims[-1] if hidden_dims else input_dim
+        self.mu_head = Linear("enc.mu", d_h, latent_dim, init)
+        self.logvar_head = Linear("enc.logvar", d_h, latent_dim, init)
+        first = [self.body.layers[0]] if self.body.layers else [self.mu_head, self.logvar_head]
+        for layer in first:  # nothing upstream of x needs its gradient
+            layer.need_dx = False
+        self.parts = (self.body, self.mu_head, self.logvar_head)
+
+    def param_shapes(self) -> dict:
+        return {k: v for p in self.parts for k, v in p.param_shapes().items()}
+
+    def bind(self, params, grads) -> None:
+        for p in self.parts:
+            p.bind(params, grads)
+
+    def initialize(self, rng) -> None:
+        for p in self.parts:
+            p.initialize(rng)
+
+    def forward(self, x):
+        """x: (n, D) -> (mu, logvar), each (n, latent_dim)."""
+        h = self.body.forward(x)
+        return self.mu_head.forward(h), self.logvar_head.forward(h)
+
+    def backward(self, dmu, dlogvar) -> None:
+        """Writes the encoder's parameter gradients; the gradient w.r.t. x is not needed."""
+        dh_mu = self.mu_head.backward(dmu)
+        dh_logvar = self.logvar_head.backward(dlogvar)
+        if self.body.layers:
+            self.body.backward(dh_mu + dh_logvar)
+
+
+class VAE(Model):
+    """Variational autoencoder with Gaussian encoder and a choice of decoder likelihood.
+
+    Parameters
+    ----------
+    input_dim : int
+        Data dimension D (784 for MNIST).
+    hidden_dims : tuple of int
+        Hidden layer sizes of the encoder; the decoder mirrors them. ``()`` gives
+        affine encoder and decoder (the linear-Gaussian VAE).
+    latent_dim : int
+        Dimension d of z.
+    likelihood : {"bernoulli", "gaussian", "gaussian_learned"}
+    activation : {"relu", "leaky_relu", "tanh", "sigmoid", "softplus"}
+    estimator : {"A", "B"}
+        SGVB estimator (B: analytic KL, the default).
+    n_samples : int
+        Default number L of samples of z per data point.
+    beta : float
+        Weight of the KL term (1 gives the ELBO).
+    sigma_dec : float or "learned"
+        Decoder standard deviation for ``likelihood="gaussian"``.
+    init : {"pytorch", "glorot", "normal"}
+        Weight initializer (see :class:`scratchvae.layers.Linear`).
+    backend : {"numpy", "cupy", "array_api_strict"}
+    dtype : {"float32", "float64"}
+        float32 trains faster; float64 is for gradient checks.
+    seed : int
+        Seed of the model's generator (initialization and noise).
+    """
+
+    def __init__(self, input_dim: int, hidden_dims=(400,), latent_dim: int = 20,
+                 likelihood: str = "bernoulli", activation: str = "relu",
+                 estimator: str = "B", n_samples: int = 1, beta: float = 1.0,
+                 sigma_dec=1.0, init: str = "pytorch", backend: str = "numpy",
+                 dtype: str = "float32", seed: int = 0):
+        super().__init__(input_dim, backend, dtype, seed)
+        self.hidden_dims = tuple(check_int(h, "hidden_dims entries") for h in hidden_dims)
+        self.latent_dim = check_int(latent_dim, "latent_dim")
+        self.likelihood = check_choice(likelihood, "likelihood", LIKELIHOODS)
+        self.activation = check_choice(activation, "activation", ACTIVATIONS)
+        self.estimator = check_choice(estimator, "estimator", ESTIMATORS)
+        self.n_samples = check_int(n_samples, "n_samples")
+        self.beta = float(beta)
+        if not self.beta >= 0:
+            raise ValueError(f"beta must be a number >= 0, got {beta!r}")
+        self.sigma_dec = check_sigma_dec(sigma_dec)
+        self.init = check_choice(init, "init", INITS)
+        self.encoder = GaussianEncoder(input_dim, self.hidden_dims, latent_dim,
+                                       activation, init)
+        self.decoder = Decoder(latent_dim, self.hidden_dims[::-1], input_dim, likelihood,
+                               activation, init, self.sigma_dec)
+        self._build([self.encoder, self.decoder])
+
+    def config(self) -> dict:
+        """The constructor arguments that define the architecture (for checkpoints)."""
+        return dict(input_dim=self.input_dim, hidden_dims=list(self.hidden_dims),
+                    latent_dim=self.latent_dim, likelihood=self.likelihood,
+                    activation=self.activation, estimator=self.estimator,
+                    n_samples=self.n_samples, beta=self.beta, sigma_dec=self.sigma_dec,
+                    init=self.init, dtype=self.dtype_name, seed=self.seed)
+
+    # ---- checks -----------------------------------------------------------------
+    def _check_x(self, x, check_values: bool):
+        x = self._check_array(x, "x", (None, self.input_dim), check_values)
+        if check_values and self.likelihood == "bernoulli":
+            if bool(self.xp.any((x < 0) | (x > 1))):
+                raise ValueError("x must lie in [0, 1] for likelihood='bernoulli' "
+                                 "(scale grey values by 1/255)")
+        return x
+
+    def _noise(self, eps, n: int, n_samples):
+        d = self.latent_dim
+        if eps is None:
+            L = self.n_samples if n_samples is None else check_int(n_samples, "n_samples")
+            return self.rng.normal((L, n, d), self.dtype)
+        if n_samples is not None:
+            raise ValueError("pass either eps or n_samples, not both")
+        if len(getattr(eps, "shape", ())) == 2:
+            eps = self._check_array(eps, "eps", (n, d))
+            return self.xp.reshape(eps, (1, n, d))
+        return self._check_array(eps, "eps", (None, n, d))
+
+    # ---- public pieces ----------------------------------------------------------
+    def encode(self, x):
+        """x: (n, D) -> (mu, logvar), each (n, latent_dim)."""
+        x = self._check_x(x, True)
+        self._cache = None
+        return self.encoder.forward(x)
+
+    def decode(self, z):
+        """z: (n, latent_dim) -> decoder output: logits (bernoulli), the mean
+        (gaussian) or ``(mean, logvar)`` (gaussian_learned), each (n, D)."""
+        z = self._check_array(z, "z", (None, self.latent_dim))
+        self._cache = None
+        return self.decoder.split(self.decoder.forward(z))
+
+    def sample(self, n: int, z=None):
+        """Means E[x|z] of ``n`` samples, z ~ N(0, I) (or given ``z``): (n, D)."""
+        n = check_int(n, "n")
+        if z is None:
+            z = self.rng.normal((n, self.latent_dim), self.dtype)
+        z = self._check_array(z, "z", (n, self.latent_dim))
+        self._cache = None
+        return self.decoder.mean(self.decoder.forward(z))
+
+    def reconstruct(self, x):
+        """E[x | z = mu(x)]: the decoder mean at the posterior mean, (n, D)."""
+        mu, _ = self.encode(x)
+        return self.decoder.mean(self.decoder.forward(mu))
+
+    # ---- objective --------------------------------------------------------------
+    def loss(self, x, eps=None, n_samples=None, check_values: bool = True) -> LossResult:
+        """Negative ELBO of a batch and its parts; caches what :meth:`backward` needs.
+
+        Parameters
+        ----------
+        x : array (n, D) of the model's backend and dtype
+        eps : array (n, d) or (L, n, d), optional
+            Fixed noise (for exact checks); drawn from the model's generator if omitted.
+        n_samples : int, optional
+            L when ``eps`` is drawn (default ``self.n_samples``).
+        check_values : bool
+            Check x for NaN/inf and, for Bernoulli, the range [0, 1]. Training loops
+            that checked their data once may turn this off (it synchronizes a GPU).
+        """
+        xp = self.xp
+        x = self._check_x(x, check_values)
+        n, d = x.shape[0], self.latent_dim
+        eps = self._noise(eps, n, n_samples)
+        L = eps.shape[0]
+
+        mu, logvar = self.encoder.forward(x)
+        z, c_z = reparameterize_forward(mu, logvar, eps)                 # (L, n, d)
+        out = self.decoder.forward(xp.reshape(z, (L * n, d)))
+        out = xp.reshape(out, (L, n, out.shape[-1]))
+        log_px, c_px = self.decoder.loglik_forward(x, out)                # (L, n)
+        recon = -xp.mean(log_px)
+        if self.estimator == "B":
+            kl_n, c_kl = kl_std_normal_forward(mu, logvar)               # (n,)
+            kl = xp.mean(kl_n)
+            caches = (c_z, c_px, c_kl)
+        else:
+            log_pz, c_pz = std_normal_logpdf_forward(z)                  # (L, n)
+            log_qz, c_qz = gaussian_logpdf_forward(z, mu, logvar)        # (L, n)
+            kl = xp.mean(log_qz - log_pz)
+            caches = (c_z, c_px, c_pz, c_qz)
+        self._cache = (L, n, caches)
+        return LossResult(recon + self.beta * kl, recon, kl, mu, logvar, z)
+
+    def backward(self) -> None:
+        """Gradients of the last :meth:`loss` w.r.t. every parameter, into :attr:`grads`.
+
+        Reads line by line against ``derivations/08_backprop.ipynb``: each line is
+        one gradient, named ``d<quantity>``.
+        """
+        xp = self.xp
+        L, n, caches = self._backward_cache()
+        c_z, c_px = caches[:2]
+        d = self.latent_dim
+        w = 1.0 / (L * n)                    # loss = mean over L samples and n points
+        dlog_px = xp.full((L, n), -w, dtype=self.dtype, device=self.device)
+        dout = self.decoder.loglik_backward(dlog_px, c_px)               # (L, n, n_out)
+        dz = self.decoder.backward(xp.reshape(dout, (L * n, dout.shape[-1])))
+        dz = xp.reshape(dz, (L, n, d))
+        if self.estimator == "B":
+            dmu, dlogvar = reparameterize_backward(dz, c_z)
+            dkl_n = xp.full((n,), self.beta / n, dtype=self.dtype, device=self.device)
+            dmu_kl, dlogvar_kl = kl_std_normal_backward(dkl_n, caches[2])
+            dmu = dmu + dmu_kl
+            dlogvar = dlogvar + dlogvar_kl
+        else:
+            c_pz, c_qz = caches[2:]
+            dlog_pz = xp.full((L, n), -self.beta * w, dtype=self.dtype, device=self.device)
+            dlog_qz = -dlog_pz
+            dz = dz + std_normal_logpdf_backward(dlog_pz, c_pz)
+            dz_q, dmu_q, dlogvar_q = gaussian_logpdf_backward(dlog_qz, c_qz)
+            dz = dz + dz_q
+            dmu, dlogvar = reparameterize_backward(dz, c_z)
+            dmu = dmu + xp.sum(dmu_q, axis=0)
+            dlogvar = dlogvar + xp.sum(dlogvar_q, axis=0)
+        self.encoder.backward(dmu, dlogvar)
