@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 
 import numpy as np
-from array_api_compat import array_namespace, device, is_cupy_namespace
+from array_api_compat import array_namespace, device, is_array_api_obj, is_cupy_namespace
 
 BACKENDS = ("numpy", "cupy", "array_api_strict")
 DTYPES = ("float32", "float64")
@@ -114,8 +114,10 @@ def asarray(x, xp, dtype=None, device=None):
     This is the one explicit host -> device crossing. ``dtype`` is a dtype object
     of ``xp`` (or ``None`` to keep ``x``'s).
     """
-    if not isinstance(x, (np.ndarray, list, tuple, float, int, np.generic)):
-        x = to_numpy(x)
+    if is_array_api_obj(x) and not isinstance(x, np.ndarray):
+        if array_namespace(x) is xp:  # already on this backend: at most a device move
+            return xp.asarray(xp.astype(x, dtype) if dtype is not None else x, device=device)
+        x = to_numpy(x)  # an array of another backend goes through the host
     if backend_name(xp) == "array_api_strict":
         # The strict library only accepts host data on its default (CPU) device.
         host = xp.asarray(np.asarray(x), dtype=dtype)

@@ -13,22 +13,24 @@ from __future__ import annotations
 from .backend import array_namespace
 
 
-def kl_std_normal_forward(mu, logvar):
+def kl_std_normal_forward(mu, logvar, per_dim: bool = False):
     """KL(q || p) per example, summed over latent dimensions.
 
     Parameters
     ----------
     mu, logvar : array, shape (n, d)
+    per_dim : bool
+        Return the d terms of the sum instead (for free bits).
 
     Returns
     -------
-    kl : array, shape (n,)
+    kl : array, shape (n,), or (n, d) with ``per_dim``
     cache : ``(mu, var)`` for :func:`kl_std_normal_backward`.
     """
     xp = array_namespace(mu, logvar)
     var = xp.exp(logvar)
-    kl = 0.5 * xp.sum(var + mu * mu - 1 - logvar, axis=-1)
-    return kl, (mu, var)
+    terms = 0.5 * (var + mu * mu - 1 - logvar)
+    return (terms if per_dim else xp.sum(terms, axis=-1)), (mu, var)
 
 
 def kl_std_normal_backward(dkl, cache):
@@ -38,10 +40,12 @@ def kl_std_normal_backward(dkl, cache):
         \\frac{\\partial\\,\\mathrm{KL}}{\\partial \\mu_j} = \\mu_j, \\qquad
         \\frac{\\partial\\,\\mathrm{KL}}{\\partial\\,\\text{logvar}_j} = \\tfrac12(\\sigma_j^2 - 1)
 
-    dkl: (n,). Returns ``(dmu, dlogvar)``, each (n, d).
+    dkl: (n,), or (n, d) for the per-dimension terms. Returns ``(dmu, dlogvar)``,
+    each (n, d).
     """
     mu, var = cache
-    dkl = dkl[..., None]
+    if len(dkl.shape) < len(mu.shape):
+        dkl = dkl[..., None]
     dmu = dkl * mu
     dlogvar = dkl * 0.5 * (var - 1)
     return dmu, dlogvar

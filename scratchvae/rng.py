@@ -4,7 +4,9 @@ There is no global random state anywhere in scratchvae: every model owns a
 :class:`Generator`, seeded at construction, and every random draw goes through it.
 On ``"numpy"`` and ``"array_api_strict"`` the bits come from NumPy's PCG64 (the strict
 draws are made on the host and moved to the device explicitly); on ``"cupy"`` they
-come from CuPy's own generator on the GPU.
+come from CuPy's own generator on the GPU. Draws are made in float64 and rounded to the
+requested dtype, so a float32 and a float64 model with the same seed start from the same
+numbers (up to rounding) and see the same noise.
 """
 
 from __future__ import annotations
@@ -40,20 +42,19 @@ class Generator:
         else:
             self._source = np.random.default_rng(seed)
 
-    def _to_device(self, host, dtype):
-        if self.backend == "numpy":
-            return host
-        return asarray(host, self.xp, dtype=dtype, device=self.device)
+    def _to_device(self, draws, dtype):
+        """Float64 ``draws`` rounded to ``dtype`` on the generator's device."""
+        if self.backend == "array_api_strict":  # host draws, moved explicitly
+            return asarray(draws, self.xp, dtype=dtype, device=self.device)
+        return draws.astype(dtype, copy=False)  # NumPy on the host, CuPy on the GPU
 
     def normal(self, shape, dtype):
         """Standard normal draws of ``shape`` in ``dtype`` (a dtype of the backend)."""
-        name = "float32" if dtype == self.xp.float32 else "float64"
-        return self._to_device(self._source.standard_normal(shape, dtype=name), dtype)
+        return self._to_device(self._source.standard_normal(shape), dtype)
 
     def uniform(self, shape, dtype, low: float = 0.0, high: float = 1.0):
         """Uniform draws on ``[low, high)`` of ``shape`` in ``dtype``."""
-        name = "float32" if dtype == self.xp.float32 else "float64"
-        u = self._source.random(shape, dtype=name)
+        u = self._source.random(shape)
         if (low, high) != (0.0, 1.0):
             u = low + (high - low) * u
         return self._to_device(u, dtype)

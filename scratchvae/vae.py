@@ -117,6 +117,10 @@ class VAE(Model):
         Default number L of samples of z per data point.
     beta : float
         Weight of the KL term (1 gives the ELBO).
+    free_bits : float
+        Free bits per latent dimension (Kingma et al. 2016), estimator "B" only: the
+        KL term becomes :math:`\\sum_j \\max(\\lambda, \\overline{\\mathrm{KL}}_j)` with
+        :math:`\\overline{\\mathrm{KL}}_j` the batch mean of dimension j's KL.
     sigma_dec : float or "learned"
         Decoder standard deviation for ``likelihood="gaussian"``.
     init : {"pytorch", "glorot", "normal"}
@@ -131,7 +135,7 @@ class VAE(Model):
     def __init__(self, input_dim: int, hidden_dims=(400,), latent_dim: int = 20,
                  likelihood: str = "bernoulli", activation: str = "relu",
                  estimator: str = "B", n_samples: int = 1, beta: float = 1.0,
-                 sigma_dec=1.0, init: str = "pytorch", backend: str = "numpy",
+                 free_bits: float = 0.0, sigma_dec=1.0, init: str = "pytorch", backend: str = "numpy",
                  dtype: str = "float32", seed: int = 0):
         super().__init__(input_dim, backend, dtype, seed)
         self.hidden_dims = tuple(check_int(h, "hidden_dims entries") for h in hidden_dims)
@@ -143,6 +147,11 @@ class VAE(Model):
         self.beta = float(beta)
         if not self.beta >= 0:
             raise ValueError(f"beta must be a number >= 0, got {beta!r}")
+        self.free_bits = float(free_bits)
+        if not self.free_bits >= 0:
+            raise ValueError(f"free_bits must be a number >= 0, got {free_bits!r}")
+        if self.free_bits and self.estimator != "B":
+            raise ValueError("free_bits needs estimator='B' (the analytic KL per dimension)")
         self.sigma_dec = check_sigma_dec(sigma_dec)
         self.init = check_choice(init, "init", INITS)
         self.encoder = GaussianEncoder(input_dim, self.hidden_dims, latent_dim,
@@ -156,7 +165,8 @@ class VAE(Model):
         return dict(input_dim=self.input_dim, hidden_dims=list(self.hidden_dims),
                     latent_dim=self.latent_dim, likelihood=self.likelihood,
                     activation=self.activation, estimator=self.estimator,
-                    n_samples=self.n_samples, beta=self.beta, sigma_dec=self.sigma_dec,
+                    n_samples=self.n_samples, beta=self.beta, free_bits=self.free_bits,
+                    sigma_dec=self.sigma_dec,
                     init=self.init, dtype=self.dtype_name, seed=self.seed)
 
     # ---- checks -----------------------------------------------------------------
@@ -235,17 +245,22 @@ class VAE(Model):
         out = xp.reshape(out, (L, n, out.shape[-1]))
         log_px, c_px = self.decoder.loglik_forward(x, out)                # (L, n)
         recon = -xp.mean(log_px)
+        penalty = None
         if self.estimator == "B":
-            kl_n, c_kl = kl_std_normal_forward(mu, logvar)               # (n,)
-            kl = xp.mean(kl_n)
-            caches = (c_z, c_px, c_kl)
+            kl_nd, c_kl = kl_std_normal_forward(mu, logvar, per_dim=True)  # (n, d)
+            kl_d = xp.mean(kl_nd, axis=0)                                  # (d,)
+            kl = xp.sum(kl_d)
+            if self.free_bits:
+                penalty = xp.sum(xp.maximum(kl_d, self.free_bits))
+            caches = (c_z, c_px, c_kl, kl_d)
         else:
             log_pz, c_pz = std_normal_logpdf_forward(z)                  # (L, n)
             log_qz, c_qz = gaussian_logpdf_forward(z, mu, logvar)        # (L, n)
             kl = xp.mean(log_qz - log_pz)
             caches = (c_z, c_px, c_pz, c_qz)
         self._cache = (L, n, caches)
-        return LossResult(recon + self.beta * kl, recon, kl, mu, logvar, z)
+        loss = recon + self.beta * (kl if penalty is None else penalty)
+        return LossResult(loss, recon, kl, mu, logvar, z)
 
     def backward(self) -> None:
         """Gradients of the last :meth:`loss` w.r.t. every parameter, into :attr:`grads`.
@@ -263,9 +278,12 @@ class VAE(Model):
         dz = self.decoder.backward(xp.reshape(dout, (L * n, dout.shape[-1])))
         dz = xp.reshape(dz, (L, n, d))
         if self.estimator == "B":
+            c_kl, kl_d = caches[2:]
             dmu, dlogvar = reparameterize_backward(dz, c_z)
-            dkl_n = xp.full((n,), self.beta / n, dtype=self.dtype, device=self.device)
-            dmu_kl, dlogvar_kl = kl_std_normal_backward(dkl_n, caches[2])
+            dkl_nd = xp.full((n, d), self.beta / n, dtype=self.dtype, device=self.device)
+            if self.free_bits:  # a dimension below its free bits gets no KL gradient
+                dkl_nd = xp.where(kl_d > self.free_bits, dkl_nd, 0.0)
+            dmu_kl, dlogvar_kl = kl_std_normal_backward(dkl_nd, c_kl)
             dmu = dmu + dmu_kl
             dlogvar = dlogvar + dlogvar_kl
         else:

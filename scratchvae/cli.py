@@ -1,0 +1,337 @@
+"""Command line: ``scratchvae train|evaluate|sample|plot|gradcheck|exercises``.
+
+Bad values exit with status 2 and a one-line message; a failure while running
+(missing data offline, a diverging loss) exits with status 1 and says what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .train import TrainConfig
+
+PRESETS = {
+    # Kingma & Welling (2014), section 5 and appendix C: tanh MLPs, Adagrad with a step
+    # size from {0.01, 0.02, 0.1}, minibatches of 100, L = 1, weights from N(0, 0.01^2),
+    # and a N(0, I) prior on the parameters (weight decay 1/N per example).
+    "kingma2014": {
+        "mnist": dict(activation="tanh", hidden_dims=(500,), optimizer="adagrad", lr=0.02,
+                      batch_size=100, n_samples=1, init="normal", weight_decay=1 / 60000),
+        "fashion-mnist": dict(activation="tanh", hidden_dims=(500,), optimizer="adagrad",
+                              lr=0.02, batch_size=100, n_samples=1, init="normal",
+                              weight_decay=1 / 60000),
+        "frey": dict(activation="tanh", hidden_dims=(200,), optimizer="adagrad", lr=0.02,
+                     batch_size=100, n_samples=1, init="normal", weight_decay=1 / 1765,
+                     likelihood="gaussian_learned", latent_dim=10),
+    },
+}
+
+
+class UsageError(Exception):
+    """A bad command-line value: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _int_list(text: str) -> tuple:
+    try:
+        dims = tuple(int(t) for t in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas, e.g. 400 or 500,500; got {text!r}") from None
+    if any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(f"hidden sizes must be >= 1, got {text!r}")
+    return dims
+
+
+def _sigma(text: str):
+    if text == "learned":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number or 'learned', got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="scratchvae", description="Train and inspect variational autoencoders "
+                "written from scratch (Kingma & Welling 2014).")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a VAE (AEVB) and write its pictures",
+                       description="Train a VAE with the AEVB algorithm. Defaults: the "
+                       "pytorch/examples recipe (MNIST, 784-400-20, ReLU, Bernoulli, "
+                       "Adam 1e-3, batch 128, 10 epochs).")
+    t.add_argument("--dataset", choices=("mnist", "fashion-mnist", "frey"))
+    t.add_argument("--data-dir", help="folder holding mnist/, fashion-mnist/, frey/ "
+                   "(default: $SCRATCHVAE_DATA, then a per-user cache; missing files "
+                   "are downloaded)")
+    t.add_argument("--backend", choices=("numpy", "cupy"))
+    t.add_argument("--dtype", choices=("float32", "float64"))
+    t.add_argument("--seed", type=int)
+    t.add_argument("--out", help="run directory (default: runs/<dataset>-<time>)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--optimizer", choices=("adam", "adagrad", "sgd"))
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--latent-dim", type=int)
+    t.add_argument("--hidden-dims", type=_int_list, help="e.g. 400 or 500,500")
+    t.add_argument("--activation", choices=("relu", "leaky_relu", "tanh", "sigmoid",
+                                            "softplus"))
+    t.add_argument("--likelihood", choices=("bernoulli", "gaussian", "gaussian_learned"))
+    t.add_argument("--sigma-dec", type=_sigma, help="decoder std for --likelihood "
+                   "gaussian, or 'learned'")
+    t.add_argument("--estimator", choices=("A", "B"))
+    t.add_argument("--samples", type=int, dest="n_samples", help="L, samples of z per "
+                   "data point")
+    t.add_argument("--beta", type=float, help="KL weight")
+    t.add_argument("--warmup-epochs", type=int, help="ramp the KL weight up linearly "
+                   "over this many epochs")
+    t.add_argument("--free-bits", type=float, help="free bits per latent dimension")
+    t.add_argument("--init", choices=("pytorch", "glorot", "normal"))
+    t.add_argument("--binarize", choices=("none", "dynamic", "fixed"))
+    t.add_argument("--n-train", type=int, help="use only the first N training images")
+    t.add_argument("--n-test", type=int, help="use only the first N test images")
+    t.add_argument("--preset", choices=tuple(PRESETS), help="kingma2014: the paper's setup")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    t.add_argument("--no-plots", action="store_true", help="skip the pictures")
+
+    e = sub.add_parser("evaluate", help="test ELBO, importance-weighted log p(x), "
+                       "active units of a trained run")
+    e.add_argument("run_dir")
+    e.add_argument("--k", type=int, default=5000, help="importance samples (default 5000)")
+    e.add_argument("--n-test", type=int, help="evaluate the first N test images only")
+    e.add_argument("--data-dir")
+
+    s = sub.add_parser("sample", help="decode samples from the prior into a PNG grid")
+    s.add_argument("run_dir")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="PNG path (default RUN_DIR/samples.png)")
+
+    pl = sub.add_parser("plot", help="write all pictures of a trained run")
+    pl.add_argument("run_dir")
+    pl.add_argument("--data-dir")
+
+    g = sub.add_parser("gradcheck", help="check the hand-written gradients of a small "
+                       "VAE against finite differences")
+    g.add_argument("--likelihood", default="bernoulli",
+                   choices=("bernoulli", "gaussian", "gaussian_learned"))
+    g.add_argument("--estimator", default="B", choices=("A", "B"))
+    g.add_argument("--activation", default="tanh",
+                   choices=("relu", "leaky_relu", "tanh", "sigmoid", "softplus"))
+    g.add_argument("--samples", type=int, default=2, dest="n_samples")
+    g.add_argument("--hidden-dims", type=_int_list, default=(7, 5))
+    g.add_argument("--latent-dim", type=int, default=3)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--tol", type=float, default=1e-6)
+
+    x = sub.add_parser("exercises", help="write student versions of the notebooks "
+                       "(solutions replaced by `raise NotImplementedError`)")
+    x.add_argument("--out", required=True)
+    return p
+
+
+def _train_config(args) -> TrainConfig:
+    if args.resume:
+        path = Path(args.resume) / "config.json"
+        if not path.is_file():
+            raise UsageError(f"scratchvae train: error: --resume {args.resume}: "
+                             f"no config.json there (not a run directory)")
+        config = TrainConfig.from_json(json.loads(path.read_text()))
+        if args.epochs is not None:
+            config.epochs = args.epochs
+        return config
+    fields = {k: v for k, v in vars(args).items()
+              if k in TrainConfig.__dataclass_fields__ and v is not None}
+    dataset = fields.get("dataset", "mnist")
+    preset = PRESETS[args.preset][dataset] if args.preset else {}
+    config = TrainConfig(**{**preset, **fields})
+    if config.out is None:
+        config.out = str(Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return config
+
+
+def _writable_dir(path: Path, option: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"scratchvae: error: {option} {path}: not a writable folder "
+                         f"({err.strerror})") from None
+    return path
+
+
+def _cmd_train(args) -> int:
+    from .train import train
+
+    config = _train_config(args)
+    try:
+        config.validate()
+    except ValueError as err:
+        raise UsageError(f"scratchvae train: error: {err}") from None
+    run_dir = _writable_dir(Path(args.resume or config.out), "--resume" if args.resume
+                            else "--out")
+    if not args.quiet:
+        print(f"training a {config.likelihood} VAE on {config.dataset} -> {run_dir}")
+    metrics = train(config, run_dir, resume=bool(args.resume), quiet=args.quiet)
+    if not args.no_plots:
+        written = _write_plots(run_dir, config.data_dir)
+        if not args.quiet:
+            print("wrote " + ", ".join(p.name for p in written))
+    if metrics:
+        print(f"final test loss (negative ELBO): {metrics['test_loss']:.3f} nats per example")
+    return 0
+
+
+def _load_run(run_dir, data_dir=None):
+    from . import checkpoint
+    from .train import TrainConfig, build_model, load_data
+
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise UsageError(f"scratchvae: error: {run_dir}: no config.json (not a run directory)")
+    config = TrainConfig.from_json(json.loads(path.read_text()))
+    if data_dir is not None:
+        config.data_dir = data_dir
+    ds, _, x_test, y_test = load_data(config, progress=False)
+    model = build_model(config, x_test.shape[1])
+    checkpoint.restore(run_dir / "checkpoint.npz", model)
+    return config, ds, model, x_test, y_test
+
+
+def _write_plots(run_dir, data_dir=None) -> list:
+    from . import plots
+
+    run_dir = Path(run_dir)
+    config, ds, model, x_test, y_test = _load_run(run_dir, data_dir)
+    shape = ds.image_shape
+    written = [run_dir / "reconstructions.png", run_dir / "samples.png",
+               run_dir / "latent.png", run_dir / "curves.png"]
+    plots.plot_reconstructions(model, x_test[:8], shape, path=written[0])
+    plots.plot_samples(model, shape, n=64, path=written[1])
+    plots.plot_latent(model, x_test[:5000], None if y_test is None else y_test[:5000],
+                      path=written[2])
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    plots.plot_curves([json.loads(line) for line in lines if line.strip()], path=written[3])
+    if model.latent_dim == 2:
+        written.append(run_dir / "manifold.png")
+        plots.plot_manifold(model, shape, n=20, path=written[-1])
+    return written
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluate import active_units, elbo, log_likelihood
+
+    if args.k < 1:
+        raise UsageError(f"scratchvae evaluate: error: --k must be >= 1, got {args.k}")
+    config, _, model, x_test, _ = _load_run(args.run_dir, args.data_dir)
+    if args.n_test is not None:
+        if args.n_test < 1:
+            raise UsageError("scratchvae evaluate: error: --n-test must be >= 1")
+        x_test = x_test[:args.n_test]
+    e = elbo(model, x_test)
+    ll, se = log_likelihood(model, x_test, k=args.k)
+    au, _ = active_units(model, x_test)
+    result = {"n_test": int(x_test.shape[0]), "test_elbo": -e["loss"], "test_recon": e["recon"],
+              "test_kl": e["kl"], "log_likelihood": ll, "log_likelihood_stderr": se,
+              "k": args.k, "active_units": int(au), "latent_dim": model.latent_dim}
+    print(f"test ELBO          {-e['loss']:10.3f} nats  (recon {e['recon']:.3f}, "
+          f"KL {e['kl']:.3f})")
+    print(f"log p(x), K={args.k:<5d} {ll:10.3f} ± {se:.3f} nats (importance weighted)")
+    print(f"active units       {au} of {model.latent_dim}")
+    (Path(args.run_dir) / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    from . import plots
+
+    if args.n < 1:
+        raise UsageError(f"scratchvae sample: error: --n must be >= 1, got {args.n}")
+    config, ds, model, _, _ = _load_run(args.run_dir)
+    from .rng import Generator
+
+    model.rng = Generator(args.seed, model.backend, model.device)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "samples.png"
+    _writable_dir(out.parent, "--out")
+    plots.plot_samples(model, ds.image_shape, n=args.n, path=out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    written = _write_plots(args.run_dir, args.data_dir)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _cmd_gradcheck(args) -> int:
+    import numpy as np
+
+    from .gradcheck import check_model
+    from .vae import VAE
+
+    model = VAE(input_dim=12, hidden_dims=args.hidden_dims, latent_dim=args.latent_dim,
+                likelihood=args.likelihood, activation=args.activation,
+                estimator=args.estimator, dtype="float64", seed=args.seed,
+                sigma_dec=0.5)
+    rng = np.random.default_rng(args.seed)
+    x = model.asarray(rng.random((5, 12)))
+    eps = model.asarray(rng.standard_normal((args.n_samples, 5, args.latent_dim)))
+    report = check_model(model, x, eps)
+    print(report)
+    ok = report.passed(args.tol)
+    print(f"{'PASS' if ok else 'FAIL'}: largest relative error {report.max_error:.2e} "
+          f"(tolerance {args.tol:.0e})")
+    return 0 if ok else 1
+
+
+def _cmd_exercises(args) -> int:
+    from .exercises import write_student_versions
+
+    out = _writable_dir(Path(args.out), "--out")
+    written = write_student_versions(out)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
+            "plot": _cmd_plot, "gradcheck": _cmd_gradcheck, "exercises": _cmd_exercises}
+
+
+def main(argv=None) -> int:
+    from .checkpoint import CheckpointError
+    from .datasets import DatasetError
+    from .train import TrainingError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as err:
+        print(err, file=sys.stderr)
+        return 2
+    except (DatasetError, CheckpointError, TrainingError) as err:
+        print(f"scratchvae: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("scratchvae: interrupted; the last checkpoint is kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

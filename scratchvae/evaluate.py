@@ -1,0 +1,257 @@
+"""Evaluating a trained VAE: the test ELBO, the importance-weighted log-likelihood and
+the number of active latent units.
+
+Every function takes host data, a NumPy float array ``x`` of shape (N, D), walks
+through it in minibatches (each moved to the model's device with
+:meth:`~scratchvae.model.Model.asarray`) and returns Python numbers or host NumPy
+arrays, so the same call works on every backend.
+
+These functions run forward passes that overwrite the caches of the model's layers,
+so they clear ``model._cache``: a ``model.backward()`` after an evaluation raises
+instead of using stale values. Call ``model.loss(x)`` again before ``backward``.
+
+References
+----------
+Kingma & Welling (2014), *Auto-Encoding Variational Bayes*, arXiv:1312.6114.
+Burda, Grosse & Salakhutdinov (2016), *Importance Weighted Autoencoders*,
+arXiv:1509.00519 (the estimator in :func:`log_likelihood`, active units in
+:func:`active_units`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .backend import array_namespace, to_numpy
+from .likelihoods import gaussian_logpdf_forward, std_normal_logpdf_forward
+from .model import Model, check_int
+from .reparam import reparameterize_forward
+from .vae import VAE
+
+__all__ = ["active_units", "elbo", "latent_means", "log_likelihood"]
+
+
+def _check_model(model, vae_only: bool = True):
+    kind = VAE if vae_only else Model
+    if not isinstance(model, kind):
+        raise TypeError(f"model must be a scratchvae.{kind.__name__}, "
+                        f"got {type(model).__name__}")
+    return model
+
+
+def _check_host_x(model, x):
+    """``x`` must be a host floating NumPy array of shape (N, D), N >= 1."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"x must be a host NumPy array of shape (N, {model.input_dim}), got "
+                        f"{type(x).__name__}; bring device arrays back with scratchvae.to_numpy")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"x must be a floating array, got dtype {x.dtype}; "
+                        f"scale integer images to [0, 1] first")
+    if x.ndim != 2 or x.shape[1] != model.input_dim or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (N, {model.input_dim}) with N >= 1, "
+                         f"got {x.shape}")
+    return x
+
+
+def _batches(x, batch_size: int):
+    """Consecutive slices of at most ``batch_size`` rows of the host array ``x``."""
+    for start in range(0, x.shape[0], batch_size):
+        yield x[start:start + batch_size]
+
+
+def elbo(model, x, batch_size: int = 1000, n_samples: int = 1) -> dict:
+    """Negative ELBO of a data set, in nats per example, and its two parts.
+
+    .. math::
+        -\\mathcal L(x) = \\underbrace{-\\mathbb E_{q(z|x)}[\\log p(x|z)]}_{\\text{recon}}
+        + \\underbrace{\\mathrm{KL}(q(z|x)\\,\\|\\,p(z))}_{\\text{kl}}
+
+    estimated by :meth:`VAE.loss` on each minibatch with ``n_samples`` draws of z
+    (SGVB-B, the analytic KL, unless the model was built with ``estimator="A"``) and
+    averaged over all N examples, each batch weighted by its size.
+
+    Parameters
+    ----------
+    model : VAE
+    x : ndarray, shape (N, D)
+        Host data.
+    batch_size : int
+    n_samples : int
+        Samples L of z per example.
+
+    Returns
+    -------
+    dict with float values ``loss`` (= recon + kl, the negative ELBO whatever the
+    model's ``beta``), ``recon`` and ``kl``.
+    """
+    model = _check_model(model)
+    x = _check_host_x(model, x)
+    batch_size = check_int(batch_size, "batch_size")
+    n_samples = check_int(n_samples, "n_samples")
+    recon = kl = 0.0
+    try:
+        for xb in _batches(x, batch_size):
+            res = model.loss(model.asarray(xb), n_samples=n_samples)
+            recon += float(res.recon) * xb.shape[0]
+            kl += float(res.kl) * xb.shape[0]
+    finally:
+        model._cache = None
+    n = x.shape[0]
+    return dict(loss=(recon + kl) / n, recon=recon / n, kl=kl / n)
+
+
+def _logsumexp(a):
+    """:math:`\\log \\sum_l e^{a_l}` over axis 0, shifted by the maximum to avoid overflow."""
+    xp = array_namespace(a)
+    m = xp.max(a, axis=0, keepdims=True)
+    return m[0, ...] + xp.log(xp.sum(xp.exp(a - m), axis=0))
+
+
+def _log_weights(model, x, mu, logvar, L: int):
+    """:math:`\\log w_l = \\log p(x|z_l) + \\log p(z_l) - \\log q(z_l|x)`, z_l ~ q(z|x).
+
+    x: (n, D); mu, logvar: (n, d). Returns (L, n). The sampling and decoding follow
+    :meth:`VAE.loss` step by step.
+    """
+    xp = model.xp
+    n, d = mu.shape
+    eps = model.rng.normal((L, n, d), model.dtype)
+    z, _ = reparameterize_forward(mu, logvar, eps)                     # (L, n, d)
+    out = model.decoder.forward(xp.reshape(z, (L * n, d)))
+    out = xp.reshape(out, (L, n, out.shape[-1]))
+    log_px_z, _ = model.decoder.loglik_forward(x, out)                   # (L, n)
+    log_pz, _ = std_normal_logpdf_forward(z)                             # (L, n)
+    log_qz, _ = gaussian_logpdf_forward(z, mu, logvar)                   # (L, n)
+    return log_px_z + log_pz - log_qz
+
+
+def _iw_log_likelihood(model, x, k: int, k_batch: int):
+    """Importance-weighted log p(x) of one minibatch x (n, D): an (n,) array.
+
+    The K weights are drawn in chunks of ``k_batch``; a running log-sum-exp,
+    :math:`s \\leftarrow \\log(e^{s} + \\sum_{l \\in \\text{chunk}} w_l)`, combines them,
+    so memory grows with ``k_batch``, not with K.
+    """
+    xp = model.xp
+    mu, logvar = model.encoder.forward(x)
+    log_sum = xp.full((x.shape[0],), -math.inf, dtype=model.dtype, device=model.device)
+    for start in range(0, k, k_batch):
+        log_w = _log_weights(model, x, mu, logvar, min(k_batch, k - start))
+        log_sum = xp.logaddexp(log_sum, _logsumexp(log_w))
+    return log_sum - math.log(k)
+
+
+def log_likelihood(model, x, k: int = 5000, batch_size: int = 100,
+                   k_batch: int = 100) -> tuple[float, float]:
+    """Importance-weighted estimate of the test log-likelihood (Burda et al., 2016).
+
+    .. math::
+        \\log p(x) \\approx \\log \\frac1K \\sum_{k=1}^{K}
+        \\frac{p(x|z_k)\\,p(z_k)}{q(z_k|x)}, \\qquad z_k \\sim q(z|x)
+
+    computed per example with a stable log-sum-exp. For K = 1 it is an unbiased
+    estimate of the ELBO; its expectation increases with K and tends to
+    :math:`\\log p(x)` as :math:`K \\to \\infty`. It is a stochastic *lower* bound:
+    :math:`\\mathbb E[\\text{estimate}] \\le \\log p(x)` for every K.
+
+    Parameters
+    ----------
+    model : VAE
+    x : ndarray, shape (N, D)
+        Host data.
+    k : int
+        Number K of importance samples per example (Burda et al. use 5000).
+    batch_size : int
+        Examples per minibatch.
+    k_batch : int
+        Samples per chunk; one chunk holds ``batch_size * k_batch`` decoder rows,
+        which bounds the memory used.
+
+    Returns
+    -------
+    (mean, stderr) : floats, nats per example
+        The average over the N examples and its standard error, the sample standard
+        deviation over examples divided by :math:`\\sqrt N` (``nan`` for N = 1).
+    """
+    model = _check_model(model)
+    x = _check_host_x(model, x)
+    k = check_int(k, "k")
+    batch_size = check_int(batch_size, "batch_size")
+    k_batch = check_int(k_batch, "k_batch")
+    parts = []
+    try:
+        for xb in _batches(x, batch_size):
+            xb = model._check_x(model.asarray(xb), True)
+            parts.append(to_numpy(_iw_log_likelihood(model, xb, k, k_batch)))
+    finally:
+        model._cache = None
+    ll = np.concatenate(parts).astype(np.float64)
+    n = ll.shape[0]
+    stderr = float(np.std(ll, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return float(np.mean(ll)), stderr
+
+
+def latent_means(model, x, batch_size: int = 1000) -> np.ndarray:
+    """Where a model puts each example in latent space, on the host.
+
+    The posterior means :math:`\\mu_\\phi(x)` of a :class:`VAE`, the codes
+    :math:`f_\\phi(x)` of an :class:`~scratchvae.AE`.
+
+    Parameters
+    ----------
+    model : VAE or AE
+    x : ndarray, shape (N, D)
+        Host data.
+    batch_size : int
+
+    Returns
+    -------
+    ndarray, shape (N, latent_dim), in the model's dtype
+    """
+    model = _check_model(model, vae_only=False)
+    x = _check_host_x(model, x)
+    batch_size = check_int(batch_size, "batch_size")
+    parts = []
+    for xb in _batches(x, batch_size):
+        codes = model.encode(model.asarray(xb))
+        parts.append(to_numpy(codes[0] if isinstance(model, VAE) else codes))
+    return np.concatenate(parts)
+
+
+def active_units(model, x, threshold: float = 0.01,
+                 batch_size: int = 1000) -> tuple[int, np.ndarray]:
+    """Count the latent units the model uses (Burda et al., 2016, sec. 5.2).
+
+    Unit u is active when its posterior mean varies over the data:
+
+    .. math:: A_u = \\operatorname{Cov}_x\\big(\\mathbb E_{q(z|x)}[z_u]\\big)
+              = \\operatorname{Var}_x\\big(\\mu_u(x)\\big) > \\text{threshold}
+
+    An inactive unit has the same posterior whatever x is (usually the prior): the
+    decoder ignores it.
+
+    Parameters
+    ----------
+    model : VAE
+    x : ndarray, shape (N, D)
+        Host data.
+    threshold : float
+        Burda et al. use 0.01.
+    batch_size : int
+
+    Returns
+    -------
+    count : int
+        Number of active units.
+    variances : ndarray, shape (latent_dim,), float64
+        :math:`A_u` for every unit (the population variance over the N examples).
+    """
+    model = _check_model(model)
+    threshold = float(threshold)
+    if not (math.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    mu = latent_means(model, x, batch_size).astype(np.float64)
+    variances = np.var(mu, axis=0)
+    return int(np.count_nonzero(variances > threshold)), variances

@@ -1,0 +1,235 @@
+"""The AEVB algorithm (Kingma & Welling 2014, Algorithm 1) as a training loop.
+
+Each step: take a minibatch, draw the noise, compute the gradient of the minibatch
+ELBO estimate by the hand-written backward pass, update the parameters. Each epoch
+appends a line to ``metrics.jsonl`` and writes ``checkpoint.npz`` (atomically) in the
+run directory, beside ``config.json``; resuming from that checkpoint continues
+bit-for-bit as if the run had never stopped (on the CPU, same seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint, datasets
+from .backend import asarray
+from .evaluate import elbo
+from .optim import OPTIMIZERS
+from .vae import VAE
+
+BINARIZE = ("none", "dynamic", "fixed")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN or inf loss)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as ``config.json``.
+
+    The defaults are the pytorch/examples VAE recipe: MNIST grey values, 784-400-20,
+    ReLU, Bernoulli likelihood, Adam with lr 1e-3, batch 128, 10 epochs.
+    """
+
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    backend: str = "numpy"
+    dtype: str = "float32"
+    seed: int = 0
+    out: str | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    latent_dim: int = 20
+    hidden_dims: tuple = (400,)
+    activation: str = "relu"
+    likelihood: str = "bernoulli"
+    sigma_dec: float | str = 1.0
+    estimator: str = "B"
+    n_samples: int = 1
+    beta: float = 1.0
+    warmup_epochs: int = 0
+    free_bits: float = 0.0
+    init: str = "pytorch"
+    binarize: str = "none"
+    n_train: int | None = None
+    n_test: int | None = None
+    preset: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> TrainConfig:
+        """Raise ``ValueError`` naming the first bad field."""
+        def positive_int(name):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+
+        for name in ("epochs", "batch_size", "latent_dim", "n_samples"):
+            positive_int(name)
+        for name in ("n_train", "n_test"):
+            if getattr(self, name) is not None:
+                positive_int(name)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a number > 0, got {self.lr!r}")
+        for name in ("weight_decay", "beta", "free_bits"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+        if not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be an integer >= 0, got {self.warmup_epochs!r}")
+        if self.dataset not in datasets.DATASETS:
+            raise ValueError(f"dataset must be one of {datasets.DATASETS}, got {self.dataset!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, "
+                             f"got {self.optimizer!r}")
+        if self.binarize not in BINARIZE:
+            raise ValueError(f"binarize must be one of {BINARIZE}, got {self.binarize!r}")
+        if any(not isinstance(h, int) or h < 1 for h in self.hidden_dims):
+            raise ValueError(f"hidden_dims must be integers >= 1, got {self.hidden_dims!r}")
+        return self
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden_dims"] = list(self.hidden_dims)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        d["hidden_dims"] = tuple(d["hidden_dims"])
+        return cls(**d)
+
+
+def build_model(config: TrainConfig, input_dim: int) -> VAE:
+    """The VAE a configuration describes."""
+    return VAE(input_dim=input_dim, hidden_dims=config.hidden_dims,
+               latent_dim=config.latent_dim, likelihood=config.likelihood,
+               activation=config.activation, estimator=config.estimator,
+               n_samples=config.n_samples, beta=config.beta, free_bits=config.free_bits,
+               sigma_dec=config.sigma_dec, init=config.init, backend=config.backend,
+               dtype=config.dtype, seed=config.seed)
+
+
+def build_optimizer(config: TrainConfig, model):
+    return OPTIMIZERS[config.optimizer](model.params, lr=config.lr,
+                                        weight_decay=config.weight_decay)
+
+
+def load_data(config: TrainConfig, progress=None):
+    """The data set of a configuration, as host float arrays, subset and binarized."""
+    ds = datasets.load(config.dataset, config.data_dir, progress=progress)
+    x_train, x_test = ds.x_train[:config.n_train], ds.x_test[:config.n_test]
+    y_test = None if ds.y_test is None else ds.y_test[:config.n_test]
+    if config.binarize != "none":
+        if config.likelihood != "bernoulli":
+            raise ValueError("binarize needs likelihood='bernoulli'")
+        # the test set is binarized once, with its own seed, in every protocol
+        x_test = datasets.binarize(x_test, np.random.default_rng(config.seed + 1))
+    if config.binarize == "fixed":
+        x_train = datasets.binarize(x_train, np.random.default_rng(config.seed + 2))
+    return ds, x_train, x_test, y_test
+
+
+def kl_weight(config: TrainConfig, epoch: int) -> float:
+    """beta, ramped linearly from beta/warmup to beta over the first warm-up epochs."""
+    if config.warmup_epochs == 0:
+        return config.beta
+    return config.beta * min(1.0, epoch / config.warmup_epochs)
+
+
+def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = False,
+          log=print) -> dict:
+    """Train a VAE; write metrics, config, checkpoint into ``run_dir``.
+
+    Returns the last epoch's metrics. Raises :class:`TrainingError` on a NaN/inf loss
+    (the last good checkpoint stays in place).
+    """
+    config.validate()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    show_progress = not quiet and sys.stderr.isatty()
+    ds, x_train_host, x_test_host, _ = load_data(config, progress=show_progress)
+    model = build_model(config, x_train_host.shape[1])
+    opt = build_optimizer(config, model)
+    start = 1
+    if resume:
+        start = checkpoint.restore(run_dir / "checkpoint.npz", model, opt)["epoch"] + 1
+    else:
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
+    if model.likelihood == "bernoulli":  # checked once here, not at every step
+        _check_unit_interval(x_train_host, config.dataset)
+    x_train = model.asarray(x_train_host)
+    n = x_train.shape[0]
+    metrics = {}
+    for epoch in range(start, config.epochs + 1):
+        model.beta = kl_weight(config, epoch)
+        t0 = time.perf_counter()
+        train_loss = _train_epoch(model, opt, x_train, config, epoch, show_progress)
+        seconds = time.perf_counter() - t0
+        test = elbo(model, x_test_host, batch_size=1000)
+        metrics = {"epoch": epoch, "train_loss": train_loss, "test_loss": test["loss"],
+                   "test_recon": test["recon"], "test_kl": test["kl"],
+                   "beta": model.beta, "epoch_seconds": seconds,
+                   "examples_per_second": n / seconds}
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        checkpoint.save(run_dir / "checkpoint.npz", model, opt, epoch, config.to_json())
+        if not quiet:
+            log(f"epoch {epoch:3d}  train {train_loss:9.3f}  test {test['loss']:9.3f}  "
+                f"(recon {test['recon']:8.3f}, KL {test['kl']:7.3f})  "
+                f"{seconds:6.2f} s  {n / seconds:8.0f} ex/s")
+    return metrics
+
+
+def _check_unit_interval(x, name: str) -> None:
+    if x.min() < 0 or x.max() > 1 or not np.all(np.isfinite(x)):
+        raise ValueError(f"data set {name} must hold finite values in [0, 1] "
+                         "for likelihood='bernoulli'")
+
+
+def _train_epoch(model, opt, x_train, config: TrainConfig, epoch: int, show_progress: bool):
+    """One pass over shuffled minibatches; returns the mean training loss."""
+    xp = model.xp
+    n = x_train.shape[0]
+    order = asarray(model.rng.permutation(n), xp, device=model.device)
+    starts = range(0, n, config.batch_size)
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(starts), desc=f"epoch {epoch}", leave=False, unit="batch")
+    total = 0.0
+    for step, i in enumerate(starts, start=1):
+        x = xp.take(x_train, order[i:i + config.batch_size], axis=0)
+        if config.binarize == "dynamic":  # a fresh Bernoulli draw every time
+            x = xp.astype(model.rng.uniform(x.shape, model.dtype) < x, model.dtype)
+        res = model.loss(x, check_values=False)
+        loss = float(res.loss)
+        if not math.isfinite(loss):
+            if bar is not None:
+                bar.close()
+            raise TrainingError(
+                f"the loss became {loss} at epoch {epoch}, step {step}; lower the learning "
+                f"rate (--lr, now {config.lr}) or check the likelihood "
+                f"({config.likelihood}) matches the data; the last good checkpoint is kept")
+        model.backward()
+        opt.step(model.grads)
+        total += loss * x.shape[0]
+        if bar is not None:
+            bar.update()
+            bar.set_postfix(loss=f"{loss:.2f}")
+    if bar is not None:
+        bar.close()
+    return total / n
