@@ -5,7 +5,7 @@
 >>> opt = sv.optim.Adam(model.params, lr=1e-3)
 """
 
-from . import gradcheck, optim
+from . import datasets, gradcheck, optim
 from .ae import AE
 from .backend import BACKENDS, to_numpy
 from .parameters import Parameters
@@ -15,4 +15,4 @@ from .vae import VAE, LossResult
 __version__ = "0.1.0"
 
 __all__ = ["AE", "BACKENDS", "Generator", "LossResult", "Parameters", "VAE",
-           "gradcheck", "optim", "to_numpy", "__version__"]
+           "datasets", "gradcheck", "optim", "to_numpy", "__version__"]

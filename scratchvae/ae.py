@@ -49,7 +49,7 @@ class AE(Model):
         return self.encoder.forward(x)
 
     def decode(self, z):
-        """z: (n, latent_dim) -> logits, mean, or (mean, logvar), each (n, D)."""
+        """z: (n, latent_dim) -> logits, or ``(mean, logvar)`` as :meth:`VAE.decode`."""
         z = self._check_array(z, "z", (None, self.latent_dim))
         self._cache = None
         return self.decoder.split(self.decoder.forward(z))

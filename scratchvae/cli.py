@@ -316,7 +316,7 @@ COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sampl
 
 def main(argv=None) -> int:
     from .checkpoint import CheckpointError
-    from .datasets import DatasetError
+    from .datasets import DataNotFoundError, DatasetError
     from .train import TrainingError
 
     try:
@@ -325,7 +325,7 @@ def main(argv=None) -> int:
     except UsageError as err:
         print(err, file=sys.stderr)
         return 2
-    except (DatasetError, CheckpointError, TrainingError) as err:
+    except (DataNotFoundError, DatasetError, CheckpointError, TrainingError) as err:
         print(f"scratchvae: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

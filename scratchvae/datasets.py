@@ -34,8 +34,8 @@ import gzip
 import hashlib
 import math
 import os
+import secrets
 import sys
-import tempfile
 import zlib
 from dataclasses import dataclass
 from http.client import HTTPException
@@ -175,25 +175,26 @@ def _fetch_one(url: str, target: Path, size: int, md5: str, progress: bool) -> N
     The temporary file is removed on any failure, including an interrupt; only a file
     with the expected MD5 is moved into place, and ``os.replace`` makes that atomic.
     """
-    tmp = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.",
-                                      suffix=".part", delete=False)
+    # A fresh name opened with "x" (exclusive create) gets the usual permissions
+    # (0o666 less the umask), unlike tempfile's private 0o600 files.
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
     try:
         digest = hashlib.md5(usedforsecurity=False)
         request = Request(url, headers={"User-Agent": "scratchvae"})
-        with tmp, urlopen(request, timeout=_TIMEOUT_S) as response, tqdm(
+        with open(tmp, "xb") as out, urlopen(request, timeout=_TIMEOUT_S) as response, tqdm(
                 total=size, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=target.name, disable=not progress) as bar:
             while chunk := response.read(_CHUNK):
-                tmp.write(chunk)
+                out.write(chunk)
                 digest.update(chunk)
                 bar.update(len(chunk))
-            tmp.flush()
-            os.fsync(tmp.fileno())
+            out.flush()
+            os.fsync(out.fileno())
         if digest.hexdigest() != md5:
             raise DatasetError(f"MD5 mismatch: got {digest.hexdigest()}, expected {md5}")
-        os.replace(tmp.name, target)
+        os.replace(tmp, target)
     finally:
-        Path(tmp.name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def _fetch(file: str, size: int, md5: str, folder: Path, mirrors, progress: bool) -> list[str]:
@@ -210,7 +211,9 @@ def _fetch(file: str, size: int, md5: str, folder: Path, mirrors, progress: bool
 
 
 def _download(name: str, folder: Path, progress, mirrors) -> None:
-    mirrors = MIRRORS[name] if mirrors is None else tuple(mirrors)
+    if mirrors is None:
+        mirrors = MIRRORS[name]
+    mirrors = (mirrors,) if isinstance(mirrors, str) else tuple(mirrors)
     folder.mkdir(parents=True, exist_ok=True)
     for file, size, md5 in FILES[name]:
         if (folder / file).is_file():
@@ -237,8 +240,9 @@ def download(name: str, data_dir=None, progress=None, mirrors=None) -> Path:
         Root folder (see :func:`resolve_data_dir`).
     progress : bool, optional
         Show a progress bar; ``None``: only when stderr is a terminal.
-    mirrors : sequence of str, optional
-        Base URLs to try in order instead of :data:`MIRRORS`\\ ``[name]``.
+    mirrors : str or sequence of str, optional
+        Base URLs to try in order instead of ``MIRRORS[name]`` (e.g. a local mirror,
+        ``"file:///data/mirror/mnist/"``).
 
     Returns
     -------

@@ -83,8 +83,8 @@ def elbo(model, x, batch_size: int = 1000, n_samples: int = 1) -> dict:
 
     Returns
     -------
-    dict with float values ``loss`` (= recon + kl, the negative ELBO whatever the
-    model's ``beta``), ``recon`` and ``kl``.
+    dict with float values ``loss`` (= recon + kl: the negative ELBO, whatever the
+    model's ``beta`` and ``free_bits``), ``recon`` and ``kl``.
     """
     model = _check_model(model)
     x = _check_host_x(model, x)

@@ -198,8 +198,9 @@ class VAE(Model):
         return self.encoder.forward(x)
 
     def decode(self, z):
-        """z: (n, latent_dim) -> decoder output: logits (bernoulli), the mean
-        (gaussian) or ``(mean, logvar)`` (gaussian_learned), each (n, D)."""
+        """z: (n, latent_dim) -> the likelihood's parameters: logits (n, D) for
+        bernoulli, else ``(mean, logvar)`` with mean (n, D) and logvar (n, D) for
+        gaussian_learned or the shared (1,) log-variance for gaussian."""
         z = self._check_array(z, "z", (None, self.latent_dim))
         self._cache = None
         return self.decoder.split(self.decoder.forward(z))

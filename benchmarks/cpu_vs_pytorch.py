@@ -1,0 +1,140 @@
+"""scratchvae vs PyTorch on the CPU: the pytorch/examples VAE recipe, side by side.
+
+Both train 784-400-20 (ReLU, Bernoulli from logits, Adam 1e-3, batch 128) on MNIST
+grey values for the same number of epochs, each in its own process (so peak memory
+is measured separately), and report epoch time, test loss (negative ELBO, one
+sample, nats per example) and peak resident memory. PyTorch gets the data as
+in-memory tensors indexed by a random permutation, which is faster than its
+DataLoader, so the comparison does not flatter scratchvae.
+
+    pip install torch==2.13.0      # benchmark-only dependency
+    python benchmarks/cpu_vs_pytorch.py --epochs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def run_scratchvae(epochs: int, data_dir, seed: int) -> dict:
+    import scratchvae as sv
+    from scratchvae.datasets import load
+    from scratchvae.evaluate import elbo
+    from scratchvae.train import TrainConfig, _train_epoch
+
+    ds = load("mnist", data_dir, progress=False)
+    config = TrainConfig(seed=seed)
+    model = sv.VAE(784, (400,), 20, seed=seed)
+    opt = sv.optim.Adam(model.params, lr=1e-3)
+    x_train = model.asarray(ds.x_train)
+    times, losses = [], []
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        _train_epoch(model, opt, x_train, config, epoch, show_progress=False)
+        times.append(time.perf_counter() - t0)
+        losses.append(elbo(model, ds.x_test, batch_size=1000)["loss"])
+    return {"epoch_seconds": times, "test_loss": losses}
+
+
+def run_pytorch(epochs: int, data_dir, seed: int) -> dict:
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    from scratchvae.datasets import load
+
+    torch.manual_seed(seed)
+    ds = load("mnist", data_dir, progress=False)
+    x_train, x_test = torch.from_numpy(ds.x_train), torch.from_numpy(ds.x_test)
+
+    class VAE(nn.Module):  # pytorch/examples vae/main.py, with logits + BCE-with-logits
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 20), \
+                nn.Linear(400, 20)
+            self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
+
+        def forward(self, x):
+            h = F.relu(self.fc1(x))
+            mu, logvar = self.fc21(h), self.fc22(h)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            return self.fc4(F.relu(self.fc3(z))), mu, logvar
+
+    def loss_fn(logits, x, mu, logvar):
+        bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        return bce + kld
+
+    model = VAE()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    times, losses = [], []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(x_train.shape[0])
+        for i in range(0, x_train.shape[0], 128):
+            x = x_train[perm[i:i + 128]]
+            opt.zero_grad()
+            logits, mu, logvar = model(x)
+            loss = loss_fn(logits, x, mu, logvar) / x.shape[0]
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t0)
+        total = 0.0
+        with torch.no_grad():
+            for i in range(0, x_test.shape[0], 1000):
+                x = x_test[i:i + 1000]
+                logits, mu, logvar = model(x)
+                total += float(loss_fn(logits, x, mu, logvar))
+        losses.append(total / x_test.shape[0])
+    return {"epoch_seconds": times, "test_loss": losses, "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+
+
+def worker(name: str, epochs: int, data_dir, seed: int) -> None:
+    result = (run_scratchvae if name == "scratchvae" else run_pytorch)(epochs, data_dir, seed)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--data-dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--worker", choices=("scratchvae", "pytorch"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args.worker, args.epochs, args.data_dir, args.seed)
+        return
+    results = {}
+    for name in ("pytorch", "scratchvae"):
+        cmd = [sys.executable, __file__, "--worker", name, "--epochs", str(args.epochs),
+               "--seed", str(args.seed)] + (["--data-dir", args.data_dir] if args.data_dir else [])
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        results[name] = json.loads(out.strip().splitlines()[-1])
+    tp, ts = results["pytorch"], results["scratchvae"]
+    med_p, med_s = statistics.median(tp["epoch_seconds"]), statistics.median(ts["epoch_seconds"])
+    print(f"MNIST, 784-400-20 ReLU VAE, Adam 1e-3, batch 128, {args.epochs} epochs, CPU "
+          f"(torch {tp['torch']}, {tp['threads']} threads)")
+    print(f"{'':12s} {'epoch s (median)':>17s} {'epoch s (all)':>30s} {'test loss':>10s} "
+          f"{'peak MB':>8s}")
+    for name, r in (("pytorch", tp), ("scratchvae", ts)):
+        all_t = " ".join(f"{t:.2f}" for t in r["epoch_seconds"][:6])
+        print(f"{name:12s} {statistics.median(r['epoch_seconds']):17.2f} {all_t:>30s} "
+              f"{r['test_loss'][-1]:10.2f} {r['peak_rss_mb']:8.0f}")
+    print(f"ratio scratchvae / pytorch epoch time: {med_s / med_p:.2f}  (target <= 0.60)")
+    print(f"test loss after {args.epochs} epochs: scratchvae {ts['test_loss'][-1]:.2f}, "
+          f"pytorch {tp['test_loss'][-1]:.2f}  (target <= 106.0)")
+    print("test loss per epoch (scratchvae): "
+          + " ".join(f"{v:.2f}" for v in ts["test_loss"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,438 @@
+"""Student versions of the notebooks, and the checkers behind the exercises.
+
+Every checker must pass the library's own functions, fail a deliberately wrong one with
+a hint, report a missing implementation without a traceback, and never let a student's
+exception or wrong shape escape.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import scratchvae as sv
+from scratchvae import exercises as ex
+from scratchvae.activations import ACTIVATIONS, tanh_backward
+from scratchvae.backend import array_namespace
+from scratchvae.kl import kl_std_normal_backward, kl_std_normal_forward
+from scratchvae.layers import linear_backward, linear_forward
+from scratchvae.likelihoods import bernoulli_logpmf_backward, bernoulli_logpmf_forward
+from scratchvae.reparam import reparameterize_backward, reparameterize_forward
+
+# ---- strip_solutions ----------------------------------------------------------------
+
+SOLUTION = """\
+def f(x):
+    y = 2 * x
+    ### BEGIN SOLUTION
+    z = y + 1
+    w = z * z
+    ### END SOLUTION
+    return w
+
+
+class A:
+    def g(self):
+        ### BEGIN SOLUTION
+        return 3
+        ### END SOLUTION
+### BEGIN SOLUTION
+top = 1
+### END SOLUTION
+print("done")"""
+
+STUDENT = """\
+def f(x):
+    y = 2 * x
+    raise NotImplementedError
+    return w
+
+
+class A:
+    def g(self):
+        raise NotImplementedError
+raise NotImplementedError
+print("done")"""
+
+
+def test_strip_solutions_replaces_each_block_at_its_indentation():
+    assert ex.strip_solutions(SOLUTION) == STUDENT
+
+
+def test_strip_solutions_keeps_text_without_markers():
+    text = "import numpy as np\n\n# a comment with ### in it\nx = np.ones(3)\n"
+    assert ex.strip_solutions(text) == text
+    assert ex.strip_solutions("") == ""
+
+
+def test_strip_solutions_keeps_a_final_newline_and_windows_line_ends():
+    assert ex.strip_solutions("a = 1\n### BEGIN SOLUTION\nb = 2\n### END SOLUTION\n") == (
+        "a = 1\nraise NotImplementedError\n")
+    assert ex.strip_solutions("  ### BEGIN SOLUTION\r\n  b\r\n  ### END SOLUTION\r\nc\r\n") == (
+        "  raise NotImplementedError\r\nc\r\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("### BEGIN SOLUTION\nx = 1\n", "has no"),
+    ("x = 1\n### END SOLUTION\n", "without"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "inside"),
+])
+def test_strip_solutions_rejects_unmatched_markers(text, message):
+    with pytest.raises(ValueError, match=message):
+        ex.strip_solutions(text)
+
+
+# ---- write_student_versions ---------------------------------------------------------
+
+def _notebook(*cells) -> dict:
+    return {"cells": list(cells), "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def _code(source: str, outputs=None, count=None) -> dict:
+    return {"cell_type": "code", "execution_count": count, "metadata": {},
+            "outputs": outputs or [], "source": source.splitlines(keepends=True)}
+
+
+def _markdown(source: str) -> dict:
+    return {"cell_type": "markdown", "metadata": {}, "source": source}
+
+
+def _write(path, notebook: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(notebook), encoding="utf-8")
+
+
+def test_write_student_versions(tmp_path):
+    root = tmp_path / "repo"
+    output = {"output_type": "stream", "name": "stdout", "text": "4\n"}
+    _write(root / "notebooks" / "01_a.ipynb", _notebook(
+        _markdown("Write between `### BEGIN SOLUTION` and `### END SOLUTION`."),
+        _code("def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n"
+              "print(f(2))", outputs=[output], count=3)))
+    _write(root / "notebooks" / ".ipynb_checkpoints" / "01_a-checkpoint.ipynb", _notebook())
+    _write(root / "derivations" / "sub" / "02_b.ipynb",
+           _notebook(_code("x = 1", outputs=[output], count=1)))
+    out = tmp_path / "student"
+
+    written = ex.write_student_versions(out, root=root)
+
+    assert written == [out / "notebooks" / "01_a.ipynb", out / "derivations" / "sub" / "02_b.ipynb"]
+    a = json.loads(written[0].read_text(encoding="utf-8"))
+    md, code = a["cells"]
+    assert md["source"] == "Write between `### BEGIN SOLUTION` and `### END SOLUTION`."
+    assert "".join(code["source"]) == "def f(x):\n    raise NotImplementedError\nprint(f(2))"
+    assert code["outputs"] == [] and code["execution_count"] is None
+    b = json.loads(written[1].read_text(encoding="utf-8"))
+    assert "".join(b["cells"][0]["source"]) == "x = 1" and b["cells"][0]["outputs"] == []
+    assert ex.has_solutions(json.loads((root / "notebooks" / "01_a.ipynb").read_text()))
+    assert not ex.has_solutions(b)
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
+
+
+def test_write_student_versions_overwrites_and_takes_one_folder(tmp_path, monkeypatch):
+    _write(tmp_path / "notebooks" / "n.ipynb", _notebook(_code("a = 1")))
+    monkeypatch.chdir(tmp_path)
+    first = ex.write_student_versions("out", sources="notebooks")
+    _write(tmp_path / "notebooks" / "n.ipynb", _notebook(_code("a = 2")))
+    second = ex.write_student_versions("out", sources=("notebooks", "derivations"))
+    assert first == second == [Path("out") / "notebooks" / "n.ipynb"]
+    assert "a = 2" in (tmp_path / "out" / "notebooks" / "n.ipynb").read_text()
+
+
+def test_write_student_versions_names_the_missing_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"notebooks.*derivations"):
+        ex.write_student_versions(tmp_path / "out", root=tmp_path)
+
+
+def test_write_student_versions_names_the_cell_with_a_broken_block(tmp_path):
+    _write(tmp_path / "notebooks" / "bad.ipynb",
+           _notebook(_markdown("x"), _code("### BEGIN SOLUTION\nx = 1")))
+    with pytest.raises(ValueError, match=r"bad\.ipynb, code cell 1"):
+        ex.write_student_versions(tmp_path / "out", root=tmp_path)
+
+
+# ---- checkers: the library's own functions pass -------------------------------------
+
+def vae_reference(params, x, eps):
+    """The whole-VAE exercise solved by the library's model (for the checker's tests)."""
+    model = sv.VAE(**ex.VAE_CHECK_CONFIG)
+    for name, value in params.items():
+        model.params[name][...] = value
+    loss = model.loss(x, eps).loss
+    model.backward()
+    return loss, dict(model.grads)
+
+
+def vae_composed(params, x, eps):
+    """The whole-VAE exercise written with the library's forward/backward pairs, as the
+    course notebook asks for."""
+    from scratchvae.activations import tanh_forward
+
+    xp, p, n = array_namespace(x), params, x.shape[0]
+    h, c_h = linear_forward(x, p["enc.0.W"], p["enc.0.b"])
+    a, c_a = tanh_forward(h)
+    mu, c_mu = linear_forward(a, p["enc.mu.W"], p["enc.mu.b"])
+    logvar, c_logvar = linear_forward(a, p["enc.logvar.W"], p["enc.logvar.b"])
+    z, c_z = reparameterize_forward(mu, logvar, eps)
+    g, c_g = linear_forward(z[0, ...], p["dec.0.W"], p["dec.0.b"])
+    b, c_b = tanh_forward(g)
+    logits, c_logits = linear_forward(b, p["dec.out.W"], p["dec.out.b"])
+    log_px, c_px = bernoulli_logpmf_forward(x, logits)
+    kl, c_kl = kl_std_normal_forward(mu, logvar)
+    loss = xp.mean(kl - log_px)
+
+    grads = {}
+    dlogits = bernoulli_logpmf_backward(-xp.ones_like(log_px) / n, c_px)
+    db, grads["dec.out.W"], grads["dec.out.b"] = linear_backward(dlogits, c_logits)
+    dg = tanh_backward(db, c_b)
+    dz, grads["dec.0.W"], grads["dec.0.b"] = linear_backward(dg, c_g)
+    dmu, dlogvar = reparameterize_backward(xp.reshape(dz, z.shape), c_z)
+    dmu_kl, dlogvar_kl = kl_std_normal_backward(xp.ones_like(kl) / n, c_kl)
+    da_mu, grads["enc.mu.W"], grads["enc.mu.b"] = linear_backward(dmu + dmu_kl, c_mu)
+    da_logvar, grads["enc.logvar.W"], grads["enc.logvar.b"] = linear_backward(
+        dlogvar + dlogvar_kl, c_logvar)
+    dh = tanh_backward(da_mu + da_logvar, c_a)
+    _, grads["enc.0.W"], grads["enc.0.b"] = linear_backward(dh, c_h, need_dx=False)
+    return loss, grads
+
+
+CHECKS = {
+    "linear_forward": (ex.check_linear_forward, (linear_forward,)),
+    "linear_backward": (ex.check_linear_backward, (linear_backward,)),
+    "kl_std_normal": (ex.check_kl, (kl_std_normal_forward, kl_std_normal_backward)),
+    "reparameterize_forward": (ex.check_reparameterize_forward, (reparameterize_forward,)),
+    "reparameterize_backward": (ex.check_reparameterize_backward, (reparameterize_backward,)),
+    "bernoulli_logits_forward": (ex.check_bernoulli_logits_forward,
+                                 (bernoulli_logpmf_forward,)),
+    "bernoulli_logits_backward": (ex.check_bernoulli_logits_backward,
+                                  (bernoulli_logpmf_backward,)),
+    "vae_backward": (ex.check_vae_backward, (vae_reference,)),
+}
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_checker_passes_the_reference(name, capsys):
+    check, fns = CHECKS[name]
+    assert check(*fns) is True
+    out = capsys.readouterr().out
+    assert out.startswith(f"{name}: PASS — ") and out.count("\n") == 1, out
+
+
+@pytest.mark.parametrize("kind", ACTIVATIONS)
+def test_activation_checker_passes_the_reference(kind, capsys):
+    assert ex.check_activation_backward(ACTIVATIONS[kind][1], kind) is True
+    assert capsys.readouterr().out.startswith(f"{kind}_backward: PASS — rel. error ")
+
+
+def test_vae_checker_passes_the_composed_pairs(capsys):
+    assert ex.check_vae_backward(vae_composed) is True
+    assert "vae_backward: PASS" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
+def test_checkers_run_on_other_backends(backend, capsys):
+    assert ex.check_linear_backward(linear_backward, backend=backend)
+    assert ex.check_kl(kl_std_normal_forward, kl_std_normal_backward, backend=backend)
+    assert ex.check_reparameterize_backward(reparameterize_backward, backend=backend)
+    assert ex.check_vae_backward(vae_composed, backend=backend)
+    assert "FAIL" not in capsys.readouterr().out
+
+
+def test_pass_line_reports_the_finite_difference_error(capsys):
+    ex.check_linear_backward(linear_backward)
+    line = capsys.readouterr().out
+    error = float(line.split("finite differences ")[1].rstrip(")\n"))
+    assert 0 < error <= ex.PIECE_TOL
+
+
+# ---- checkers: wrong implementations fail with a hint -------------------------------
+
+def linear_forward_no_bias(x, W, b):
+    return x @ W, (x, W)
+
+
+def linear_backward_db_not_summed(dy, cache):
+    x, W = cache
+    return dy @ W.T, x.T @ dy, dy
+
+
+def linear_backward_db_mean(dy, cache):
+    xp = array_namespace(dy)
+    x, W = cache
+    return dy @ W.T, x.T @ dy, xp.mean(dy, axis=0)
+
+
+def tanh_backward_wrong(dy, y):
+    xp = array_namespace(y)
+    return dy * (1 - xp.tanh(y) ** 2)
+
+
+def relu_backward_wrong(dy, mask):
+    xp = array_namespace(dy)
+    return xp.where(mask, 0.0, dy)
+
+
+def kl_forward_no_half(mu, logvar):
+    xp = array_namespace(mu)
+    var = xp.exp(logvar)
+    return xp.sum(var + mu * mu - 1 - logvar, axis=-1), (mu, var)
+
+
+def kl_backward_no_half(dkl, cache):
+    mu, var = cache
+    return dkl[:, None] * mu, dkl[:, None] * (var - 1)
+
+
+def reparameterize_forward_std_is_exp_logvar(mu, logvar, eps):
+    xp = array_namespace(mu)
+    sigma = xp.exp(logvar)
+    return mu + sigma * eps, (sigma, eps)
+
+
+def reparameterize_backward_no_half(dz, cache):
+    xp = array_namespace(dz)
+    sigma, eps = cache
+    return xp.sum(dz, axis=0), xp.sum(dz * eps, axis=0) * sigma
+
+
+def reparameterize_backward_not_summed(dz, cache):
+    sigma, eps = cache
+    return dz, dz * eps * 0.5 * sigma
+
+
+def bernoulli_forward_naive(x, logits):
+    xp = array_namespace(logits)
+    p = 1 / (1 + xp.exp(-logits))
+    return xp.sum(x * xp.log(p) + (1 - x) * xp.log(1 - p), axis=-1), (x, logits, None)
+
+
+def bernoulli_backward_flipped(dlogp, cache):
+    x, logits, _ = cache
+    return dlogp[..., None] * (sv.activations.sigmoid(logits) - x)
+
+
+def vae_flipped(params, x, eps):
+    loss, grads = vae_reference(params, x, eps)
+    return loss, {k: -g for k, g in grads.items()}
+
+
+def vae_no_kl_gradient(params, x, eps):
+    loss, _ = vae_reference(params, x, eps)
+    model = sv.VAE(**ex.VAE_CHECK_CONFIG, beta=0.0)
+    for name, value in params.items():
+        model.params[name][...] = value
+    model.loss(x, eps)
+    model.backward()
+    return loss, dict(model.grads)
+
+
+WRONG = [
+    (ex.check_linear_forward, (linear_forward_no_bias,), "bias"),
+    (ex.check_linear_backward, (linear_backward_db_not_summed,),
+     "did you forget to sum db over the batch"),
+    (ex.check_linear_backward, (linear_backward_db_mean,), "not the mean"),
+    (lambda fn: ex.check_activation_backward(fn, "tanh"), (tanh_backward_wrong,),
+     "1 - y**2"),
+    (lambda fn: ex.check_activation_backward(fn, "relu"), (relu_backward_wrong,),
+     "other way round"),
+    (ex.check_kl, (kl_forward_no_half, kl_std_normal_backward), "factor 1/2"),
+    (ex.check_kl, (kl_std_normal_forward, kl_backward_no_half), "forget the 1/2"),
+    (ex.check_reparameterize_forward, (reparameterize_forward_std_is_exp_logvar,),
+     "the standard deviation is exp(0.5*logvar)"),
+    (ex.check_reparameterize_backward, (reparameterize_backward_no_half,),
+     "the standard deviation is exp(0.5*logvar)"),
+    (ex.check_reparameterize_backward, (reparameterize_backward_not_summed,),
+     "sum over the L samples"),
+    (ex.check_bernoulli_logits_forward, (bernoulli_forward_naive,), "stable form"),
+    (ex.check_bernoulli_logits_backward, (bernoulli_backward_flipped,),
+     "x - sigmoid(l)"),
+    (ex.check_vae_backward, (vae_flipped,), "flip the sign"),
+    (ex.check_vae_backward, (vae_no_kl_gradient,), "kl_std_normal_backward"),
+]
+
+
+@pytest.mark.parametrize("check, fns, hint", WRONG, ids=[w[2] for w in WRONG])
+def test_checker_fails_a_wrong_implementation_with_a_hint(check, fns, hint, capsys):
+    assert check(*fns) is False
+    out = capsys.readouterr().out
+    assert ": FAIL — " in out and "Hint: " in out and hint in out, out
+    assert out.count("\n") == 1, out
+
+
+def test_fail_line_reports_the_relative_error(capsys):
+    ex.check_linear_backward(linear_backward_db_mean)
+    out = capsys.readouterr().out
+    assert "rel. error" in out and " in db " in out and "tolerance 1e-07" in out
+
+
+def test_wrong_shape_is_reported_with_both_shapes(capsys):
+    assert ex.check_linear_backward(linear_backward_db_not_summed) is False
+    out = capsys.readouterr().out
+    assert "db has shape (5, 3) but should have shape (3,)" in out
+
+
+# ---- checkers: missing and crashing implementations ---------------------------------
+
+def not_implemented(*args):
+    raise NotImplementedError
+
+
+def crashes(*args):
+    raise KeyError("enc.0.W")
+
+
+def returns_none(*args):
+    return None
+
+
+ALL_CHECKS = [(name, check, len(fns)) for name, (check, fns) in CHECKS.items()] + [
+    (f"{kind}_backward", lambda fn, kind=kind: ex.check_activation_backward(fn, kind), 1)
+    for kind in ACTIVATIONS]
+
+
+@pytest.mark.parametrize("name, check, n_fns", ALL_CHECKS, ids=[c[0] for c in ALL_CHECKS])
+def test_checker_reports_not_implemented(name, check, n_fns, capsys):
+    assert check(*[not_implemented] * n_fns) is False
+    assert capsys.readouterr().out == f"{name}: not implemented yet — fill in the cell above\n"
+
+
+@pytest.mark.parametrize("name, check, n_fns", ALL_CHECKS, ids=[c[0] for c in ALL_CHECKS])
+def test_checker_reports_an_exception_without_raising(name, check, n_fns, capsys):
+    assert check(*[crashes] * n_fns) is False
+    out = capsys.readouterr().out
+    assert out.startswith(f"{name}: FAIL — ") and "raised KeyError: 'enc.0.W'" in out, out
+
+
+@pytest.mark.parametrize("name, check, n_fns", ALL_CHECKS, ids=[c[0] for c in ALL_CHECKS])
+def test_checker_reports_a_missing_return(name, check, n_fns, capsys):
+    assert check(*[returns_none] * n_fns) is False
+    out = capsys.readouterr().out
+    assert out.startswith(f"{name}: FAIL — ") and "return statement" in out, out
+
+
+def test_kl_backward_missing_after_a_correct_forward(capsys):
+    assert ex.check_kl(kl_std_normal_forward, not_implemented) is False
+    assert "not implemented yet" in capsys.readouterr().out
+
+
+def test_vae_checker_reports_missing_gradients_and_a_wrong_loss(capsys):
+    def missing(params, x, eps):
+        loss, grads = vae_reference(params, x, eps)
+        del grads["enc.0.b"]
+        return loss, grads
+
+    def wrong_loss(params, x, eps):
+        loss, grads = vae_reference(params, x, eps)
+        return 2 * loss, grads
+
+    assert ex.check_vae_backward(missing) is False
+    assert "missing ['enc.0.b']" in capsys.readouterr().out
+    assert ex.check_vae_backward(wrong_loss) is False
+    assert "model.loss(x, eps).loss" in capsys.readouterr().out
+
+
+def test_unknown_activation_is_a_value_error():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        ex.check_activation_backward(tanh_backward, "swish")
