@@ -83,3 +83,18 @@ def move(backend, device):
         return model.to(backend, device=device)
 
     return _move
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """The folder with the real data sets: ``$SCRATCHVAE_DATA``, else ``shared/data`` beside
+    the checkout. Tests that need it are skipped, with the reason, when it is absent."""
+    import os
+    from pathlib import Path
+
+    path = Path(os.environ.get("SCRATCHVAE_DATA") or
+                Path(__file__).resolve().parents[2] / "shared" / "data")
+    if not (path / "mnist" / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"MNIST not found under {path}; set SCRATCHVAE_DATA")
+    os.environ.setdefault("SCRATCHVAE_DATA", str(path))
+    return path

@@ -1,0 +1,105 @@
+"""The command line: every subcommand runs, bad values exit 2 with one line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scratchvae.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--n-train", "500", "--n-test", "200", "--hidden-dims", "32", "--latent-dim", "2",
+         "--batch-size", "100", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--epochs", "2", "--out", str(out), *SMALL]) == 0
+    return out
+
+
+def test_train_writes_run_directory(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.json", "metrics.jsonl", "checkpoint.npz", "reconstructions.png",
+            "samples.png", "latent.png", "curves.png", "manifold.png"} <= names
+    for png in run_dir.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_resume_continues_to_more_epochs(run_dir, tmp_path, capsys):
+    assert main(["train", "--resume", str(run_dir), "--epochs", "3", "--quiet",
+                 "--no-plots"]) == 0
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_evaluate_reports_iwae_above_elbo(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), "--k", "50", "--n-test", "100"]) == 0
+    result = json.loads((run_dir / "evaluation.json").read_text())
+    assert result["log_likelihood"] >= result["test_elbo"] - 3 * result["log_likelihood_stderr"]
+    assert 0 <= result["active_units"] <= 2
+    assert "log p(x)" in capsys.readouterr().out
+
+
+def test_sample_and_plot(run_dir, tmp_path):
+    out = tmp_path / "s.png"
+    assert main(["sample", str(run_dir), "--n", "16", "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", str(run_dir)]) == 0
+
+
+def test_gradcheck_command_passes(capsys):
+    assert main(["gradcheck", "--likelihood", "gaussian_learned", "--estimator", "A"]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, word", [
+    (["train", "--epochs", "0"], "epochs"),
+    (["train", "--batch-size", "0"], "batch_size"),
+    (["train", "--lr", "0"], "lr"),
+    (["train", "--lr", "-0.1"], "lr"),
+    (["train", "--dataset", "cifar10"], "--dataset"),
+    (["train", "--epochs", "many"], "--epochs"),
+    (["train", "--hidden-dims", "4x"], "--hidden-dims"),
+    (["train", "--out", "/proc/version/run"], "--out"),
+    (["train", "--resume", "/nonexistent/run"], "--resume"),
+    (["evaluate", "/nonexistent/run"], "config.json"),
+    (["evaluate", ".", "--k", "0"], "--k"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_values_exit_2_with_one_line(args, word, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert word in err and "Traceback" not in err
+
+
+def test_missing_data_offline_names_the_files(tmp_path, capsys, monkeypatch):
+    from scratchvae import datasets
+
+    monkeypatch.setattr(datasets, "MIRRORS", {k: ("file:///nonexistent/",)
+                                              for k in datasets.MIRRORS})
+    code = main(["train", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "mnist" / "train-images-idx3-ubyte.gz") in err
+
+
+def test_python_dash_m_help():
+    for cmd in ("train", "evaluate", "sample", "plot", "gradcheck", "exercises"):
+        out = subprocess.run([sys.executable, "-m", "scratchvae", cmd, "--help"], cwd=ROOT,
+                             capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+        assert "usage: scratchvae" in out
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = 'pip install -e ".[test]" && python -m pytest'
+    assert command in readme and command in ci
