@@ -14,5 +14,16 @@ from .vae import VAE, LossResult
 
 __version__ = "0.1.0"
 
-__all__ = ["AE", "BACKENDS", "Generator", "LossResult", "Parameters", "VAE",
-           "datasets", "gradcheck", "optim", "to_numpy", "__version__"]
+__all__ = [
+           "AE",
+           "BACKENDS",
+           "VAE",
+           "Generator",
+           "LossResult",
+           "Parameters",
+           "__version__",
+           "datasets",
+           "gradcheck",
+           "optim",
+           "to_numpy",
+]

@@ -217,7 +217,7 @@ def _write_plots(run_dir, data_dir=None) -> list:
     from . import plots
 
     run_dir = Path(run_dir)
-    config, ds, model, x_test, y_test = _load_run(run_dir, data_dir)
+    _, ds, model, x_test, y_test = _load_run(run_dir, data_dir)
     shape = ds.image_shape
     written = [run_dir / "reconstructions.png", run_dir / "samples.png",
                run_dir / "latent.png", run_dir / "curves.png"]
@@ -238,7 +238,7 @@ def _cmd_evaluate(args) -> int:
 
     if args.k < 1:
         raise UsageError(f"scratchvae evaluate: error: --k must be >= 1, got {args.k}")
-    config, _, model, x_test, _ = _load_run(args.run_dir, args.data_dir)
+    _, _, model, x_test, _ = _load_run(args.run_dir, args.data_dir)
     if args.n_test is not None:
         if args.n_test < 1:
             raise UsageError("scratchvae evaluate: error: --n-test must be >= 1")
@@ -262,7 +262,7 @@ def _cmd_sample(args) -> int:
 
     if args.n < 1:
         raise UsageError(f"scratchvae sample: error: --n must be >= 1, got {args.n}")
-    config, ds, model, _, _ = _load_run(args.run_dir)
+    _, ds, model, _, _ = _load_run(args.run_dir)
     from .rng import Generator
 
     model.rng = Generator(args.seed, model.backend, model.device)

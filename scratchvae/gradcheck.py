@@ -90,7 +90,7 @@ def check_layer(forward, backward, inputs: dict, seed: int = 0, h: float = 1e-6)
         return xp.sum(forward(**inputs)[0] * dout)
 
     errors = {}
-    for (name, x), g in zip(inputs.items(), grads):
+    for (name, x), g in zip(inputs.items(), grads, strict=True):
         g = to_numpy(g)
         if g.shape != tuple(x.shape):  # the backward summed over a broadcast axis
             raise ValueError(f"gradient of {name} has shape {g.shape}, expected {tuple(x.shape)}")

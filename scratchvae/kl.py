@@ -1,7 +1,8 @@
 """KL divergence between the diagonal Gaussian posterior and the standard normal prior.
 
 .. math::
-    \\mathrm{KL}\\big(\\mathcal N(\\mu, \\operatorname{diag}\\sigma^2)\\,\\|\\,\\mathcal N(0, I)\\big)
+    \\mathrm{KL}\\big(\\mathcal N(\\mu, \\operatorname{diag}\\sigma^2)
+    \\,\\|\\,\\mathcal N(0, I)\\big)
     = \\tfrac12 \\sum_{j=1}^{d} \\big(\\sigma_j^2 + \\mu_j^2 - 1 - \\log\\sigma_j^2\\big),
     \\qquad \\log\\sigma_j^2 = \\text{logvar}_j
 

@@ -7,6 +7,7 @@ forward and backward. Derivations: ``derivations/08_backprop.ipynb``.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from .activations import ACTIVATIONS
@@ -173,7 +174,7 @@ def mlp(name: str, sizes, activation: str, init: str = "pytorch",
     ``{name}.{k-1}``. ``sizes`` of length 1 gives an empty (identity) stack.
     """
     layers = []
-    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (d_in, d_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(Linear(f"{name}.{i}", d_in, d_out, init))
         if final_activation or i < len(sizes) - 2:
             layers.append(Activation(activation))

@@ -85,7 +85,8 @@ def gaussian_logpdf_backward(dlogp, cache):
     .. math::
         \\frac{\\partial \\log p}{\\partial x_i} = -\\frac{x_i - m_i}{e^{v_i}},\\quad
         \\frac{\\partial \\log p}{\\partial m_i} = \\frac{x_i - m_i}{e^{v_i}},\\quad
-        \\frac{\\partial \\log p}{\\partial v_i} = \\tfrac12\\Big[\\frac{(x_i - m_i)^2}{e^{v_i}} - 1\\Big]
+        \\frac{\\partial \\log p}{\\partial v_i}
+        = \\tfrac12\\Big[\\frac{(x_i - m_i)^2}{e^{v_i}} - 1\\Big]
 
     dlogp: shape (...). Returns ``(dx, dmean, dlogvar)``, each of shape (..., D).
     """

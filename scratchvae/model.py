@@ -152,7 +152,7 @@ class Model:
                 f"convert with model.asarray({name})"
             )
         ok = len(a.shape) == len(shape) and all(
-            want is None or got == want for got, want in zip(a.shape, shape))
+            want is None or got == want for got, want in zip(a.shape, shape, strict=True))
         if not ok:
             want = "(" + ", ".join("n" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"{name} must have shape {want}, got {tuple(a.shape)}")

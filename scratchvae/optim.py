@@ -80,7 +80,8 @@ class SGD(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """:math:`G \\leftarrow G + g^2,\\ \\theta \\leftarrow \\theta - \\eta\\, g / (\\sqrt G + \\epsilon)`
+    """:math:`G \\leftarrow G + g^2,\\
+    \\theta \\leftarrow \\theta - \\eta\\, g / (\\sqrt G + \\epsilon)`
     (Duchi et al. 2011; the optimizer of Kingma & Welling 2014)."""
 
     def __init__(self, params, lr: float = 1e-2, eps: float = 1e-10,

@@ -159,7 +159,7 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     show_progress = not quiet and sys.stderr.isatty()
-    ds, x_train_host, x_test_host, _ = load_data(config, progress=show_progress)
+    _, x_train_host, x_test_host, _ = load_data(config, progress=show_progress)
     model = build_model(config, x_train_host.shape[1])
     opt = build_optimizer(config, model)
     start = 1

@@ -135,7 +135,8 @@ class VAE(Model):
     def __init__(self, input_dim: int, hidden_dims=(400,), latent_dim: int = 20,
                  likelihood: str = "bernoulli", activation: str = "relu",
                  estimator: str = "B", n_samples: int = 1, beta: float = 1.0,
-                 free_bits: float = 0.0, sigma_dec=1.0, init: str = "pytorch", backend: str = "numpy",
+                 free_bits: float = 0.0, sigma_dec=1.0, init: str = "pytorch",
+                 backend: str = "numpy",
                  dtype: str = "float32", seed: int = 0):
         super().__init__(input_dim, backend, dtype, seed)
         self.hidden_dims = tuple(check_int(h, "hidden_dims entries") for h in hidden_dims)

@@ -62,7 +62,7 @@ def test_corrupt_checkpoint_is_named(tmp_path):
     bad = tmp_path / "checkpoint.npz"
     bad.write_bytes(b"not a zip file")
     model = build_model(TrainConfig(**SMALL), 784)
-    with pytest.raises(checkpoint.CheckpointError, match="checkpoint.npz"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"checkpoint\.npz"):
         checkpoint.restore(bad, model)
 
 
