@@ -26,7 +26,8 @@ PRESETS = {
                               weight_decay=1 / 60000),
         "frey": dict(activation="tanh", hidden_dims=(200,), optimizer="adagrad", lr=0.02,
                      batch_size=100, n_samples=1, init="normal", weight_decay=1 / 1765,
-                     likelihood="gaussian_learned", latent_dim=10),
+                     likelihood="gaussian_learned", mean_activation="sigmoid",
+                     latent_dim=10),
     },
 }
 
@@ -90,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--likelihood", choices=("bernoulli", "gaussian", "gaussian_learned"))
     t.add_argument("--sigma-dec", type=_sigma, help="decoder std for --likelihood "
                    "gaussian, or 'learned'")
+    t.add_argument("--mean-activation", choices=("identity", "sigmoid"),
+                   help="sigmoid keeps a Gaussian decoder's mean in (0, 1)")
     t.add_argument("--estimator", choices=("A", "B"))
     t.add_argument("--samples", type=int, dest="n_samples", help="L, samples of z per "
                    "data point")

@@ -9,6 +9,9 @@
   parameter ``dec.logvar`` = :math:`\\log s^2`, as in the linear-Gaussian example).
 * ``"gaussian_learned"``: the network outputs mean and log-variance per pixel, as the
   paper does for Frey Face.
+
+For the Gaussian likelihoods ``mean_activation="sigmoid"`` keeps the mean in (0, 1)
+(the paper's Frey Face decoder); the default ``"identity"`` leaves it unbounded.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from .likelihoods import (
 )
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
+MEAN_ACTIVATIONS = ("identity", "sigmoid")
 
 
 def check_sigma_dec(sigma_dec):
@@ -51,7 +55,13 @@ class Decoder:
     """
 
     def __init__(self, latent_dim, hidden_dims, output_dim, likelihood, activation,
-                 init="pytorch", sigma_dec=1.0):
+                 init="pytorch", sigma_dec=1.0, mean_activation="identity"):
+        if mean_activation not in MEAN_ACTIVATIONS:
+            raise ValueError(f"mean_activation must be one of {MEAN_ACTIVATIONS}, "
+                             f"got {mean_activation!r}")
+        if mean_activation != "identity" and likelihood == "bernoulli":
+            raise ValueError("mean_activation applies to the Gaussian likelihoods only")
+        self.sigmoid_mean = mean_activation == "sigmoid"
         self.likelihood = likelihood
         self.output_dim = output_dim
         self.sigma_dec = sigma_dec
@@ -97,9 +107,10 @@ class Decoder:
         if self.likelihood == "bernoulli":
             return out
         if self.likelihood == "gaussian":
-            return out, self.logvar
-        D = self.output_dim
-        return out[..., :D], out[..., D:]
+            mean, logvar = out, self.logvar
+        else:
+            mean, logvar = out[..., :self.output_dim], out[..., self.output_dim:]
+        return (sigmoid(mean) if self.sigmoid_mean else mean), logvar
 
     def mean(self, out):
         """E[x | z] from the head output: ``sigmoid(logits)`` or the Gaussian mean."""
@@ -113,7 +124,8 @@ class Decoder:
         if self.likelihood == "bernoulli":
             return bernoulli_logpmf_forward(x, out)
         mean, logvar = self.split(out)
-        return gaussian_logpdf_forward(x, mean, logvar)
+        logp, cache = gaussian_logpdf_forward(x, mean, logvar)
+        return logp, (cache, mean)
 
     def loglik_backward(self, dlogp, cache):
         """dlogp: (..., n) -> dout: (..., n, n_out); writes ``dec.logvar``'s gradient
@@ -121,7 +133,10 @@ class Decoder:
         if self.likelihood == "bernoulli":
             return bernoulli_logpmf_backward(dlogp, cache)
         xp = array_namespace(dlogp)
+        cache, mean = cache
         _, dmean, dlogvar = gaussian_logpdf_backward(dlogp, cache)
+        if self.sigmoid_mean:  # mean = sigmoid(a): da = dmean * mean * (1 - mean)
+            dmean = dmean * mean * (1 - mean)
         if self.likelihood == "gaussian_learned":
             return xp.concat([dmean, dlogvar], axis=-1)
         if self.learn_sigma:

@@ -56,6 +56,7 @@ class TrainConfig:
     activation: str = "relu"
     likelihood: str = "bernoulli"
     sigma_dec: float | str = 1.0
+    mean_activation: str = "identity"
     estimator: str = "B"
     n_samples: int = 1
     beta: float = 1.0
@@ -117,7 +118,8 @@ def build_model(config: TrainConfig, input_dim: int) -> VAE:
                latent_dim=config.latent_dim, likelihood=config.likelihood,
                activation=config.activation, estimator=config.estimator,
                n_samples=config.n_samples, beta=config.beta, free_bits=config.free_bits,
-               sigma_dec=config.sigma_dec, init=config.init, backend=config.backend,
+               sigma_dec=config.sigma_dec, mean_activation=config.mean_activation,
+               init=config.init, backend=config.backend,
                dtype=config.dtype, seed=config.seed)
 
 

@@ -123,6 +123,9 @@ class VAE(Model):
         :math:`\\overline{\\mathrm{KL}}_j` the batch mean of dimension j's KL.
     sigma_dec : float or "learned"
         Decoder standard deviation for ``likelihood="gaussian"``.
+    mean_activation : {"identity", "sigmoid"}
+        For the Gaussian likelihoods: ``"sigmoid"`` keeps the decoder mean in (0, 1), as
+        the paper's Frey Face decoder does.
     init : {"pytorch", "glorot", "normal"}
         Weight initializer (see :class:`scratchvae.layers.Linear`).
     backend : {"numpy", "cupy", "array_api_strict"}
@@ -135,8 +138,8 @@ class VAE(Model):
     def __init__(self, input_dim: int, hidden_dims=(400,), latent_dim: int = 20,
                  likelihood: str = "bernoulli", activation: str = "relu",
                  estimator: str = "B", n_samples: int = 1, beta: float = 1.0,
-                 free_bits: float = 0.0, sigma_dec=1.0, init: str = "pytorch",
-                 backend: str = "numpy",
+                 free_bits: float = 0.0, sigma_dec=1.0, mean_activation: str = "identity",
+                 init: str = "pytorch", backend: str = "numpy",
                  dtype: str = "float32", seed: int = 0):
         super().__init__(input_dim, backend, dtype, seed)
         self.hidden_dims = tuple(check_int(h, "hidden_dims entries") for h in hidden_dims)
@@ -157,8 +160,9 @@ class VAE(Model):
         self.init = check_choice(init, "init", INITS)
         self.encoder = GaussianEncoder(input_dim, self.hidden_dims, latent_dim,
                                        activation, init)
+        self.mean_activation = mean_activation
         self.decoder = Decoder(latent_dim, self.hidden_dims[::-1], input_dim, likelihood,
-                               activation, init, self.sigma_dec)
+                               activation, init, self.sigma_dec, mean_activation)
         self._build([self.encoder, self.decoder])
 
     def config(self) -> dict:
@@ -167,7 +171,7 @@ class VAE(Model):
                     latent_dim=self.latent_dim, likelihood=self.likelihood,
                     activation=self.activation, estimator=self.estimator,
                     n_samples=self.n_samples, beta=self.beta, free_bits=self.free_bits,
-                    sigma_dec=self.sigma_dec,
+                    sigma_dec=self.sigma_dec, mean_activation=self.mean_activation,
                     init=self.init, dtype=self.dtype_name, seed=self.seed)
 
     # ---- checks -----------------------------------------------------------------
