@@ -61,8 +61,10 @@ class Generator:
 
     def permutation(self, n: int) -> np.ndarray:
         """A random permutation of ``range(n)`` as a host NumPy array (for shuffling)."""
-        if self.backend == "cupy":
-            return self._source.permutation(n).get()
+        if self.backend == "cupy":  # CuPy's Generator has no permutation(): sort uniforms
+            import cupy
+
+            return cupy.argsort(self._source.random(n)).get()
         return self._source.permutation(n)
 
     def spawn_seed(self) -> int:
