@@ -26,7 +26,7 @@ def run_scratchvae(epochs: int, data_dir, seed: int) -> dict:
     import scratchvae as sv
     from scratchvae.datasets import load
     from scratchvae.evaluate import elbo
-    from scratchvae.train import TrainConfig, _train_epoch
+    from scratchvae.train import TrainConfig, train_epoch
 
     ds = load("mnist", data_dir, progress=False)
     config = TrainConfig(seed=seed)
@@ -36,7 +36,7 @@ def run_scratchvae(epochs: int, data_dir, seed: int) -> dict:
     times, losses = [], []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        _train_epoch(model, opt, x_train, config, epoch, show_progress=False)
+        train_epoch(model, opt, x_train, config, epoch, show_progress=False)
         times.append(time.perf_counter() - t0)
         losses.append(elbo(model, ds.x_test, batch_size=1000)["loss"])
     return {"epoch_seconds": times, "test_loss": losses}

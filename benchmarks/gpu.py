@@ -14,7 +14,7 @@ import time
 import scratchvae as sv
 from scratchvae.datasets import load
 from scratchvae.evaluate import elbo
-from scratchvae.train import TrainConfig, _train_epoch
+from scratchvae.train import TrainConfig, train_epoch
 
 
 def time_backend(backend: str, ds, epochs: int, batch_size: int, seed: int) -> dict:
@@ -25,7 +25,7 @@ def time_backend(backend: str, ds, epochs: int, batch_size: int, seed: int) -> d
     times = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        _train_epoch(model, opt, x_train, config, epoch, show_progress=False)
+        train_epoch(model, opt, x_train, config, epoch, show_progress=False)
         if backend == "cupy":
             import cupy
 

@@ -178,7 +178,7 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
     for epoch in range(start, config.epochs + 1):
         model.beta = kl_weight(config, epoch)
         t0 = time.perf_counter()
-        train_loss = _train_epoch(model, opt, x_train, config, epoch, show_progress)
+        train_loss = train_epoch(model, opt, x_train, config, epoch, show_progress)
         seconds = time.perf_counter() - t0
         test = elbo(model, x_test_host, batch_size=1000)
         metrics = {"epoch": epoch, "train_loss": train_loss, "test_loss": test["loss"],
@@ -201,7 +201,8 @@ def _check_unit_interval(x, name: str) -> None:
                          "for likelihood='bernoulli'")
 
 
-def _train_epoch(model, opt, x_train, config: TrainConfig, epoch: int, show_progress: bool):
+def train_epoch(model, opt, x_train, config: TrainConfig, epoch: int,
+                show_progress: bool = False):
     """One pass over shuffled minibatches; returns the mean training loss."""
     xp = model.xp
     n = x_train.shape[0]

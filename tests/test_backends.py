@@ -115,7 +115,7 @@ def test_host_arrays_are_refused_not_copied():
     with pytest.raises(TypeError, match="z is a 'numpy' array"):
         model.decode(np.zeros((4, 2)))
     on_cpu = array_api_strict.asarray(X)  # right library, wrong device
-    with pytest.raises(ValueError, match="x is on device .* but the model is on"):
+    with pytest.raises(ValueError, match=r"x is on device .* but the model is on"):
         model.loss(on_cpu)
     # and the other way round: a device array into a host model
     with pytest.raises(TypeError, match="x is a 'array_api_strict' array"):

@@ -55,7 +55,7 @@ def pre_activations(model):
     stacks.append(model.encoder.body if isinstance(model, sv.VAE) else model.encoder)
     out = []
     for seq in stacks:
-        for lin, act in zip(seq.layers[::2], seq.layers[1::2]):
+        for lin, act in zip(seq.layers[::2], seq.layers[1::2], strict=False):
             if act.kind in ("relu", "leaky_relu"):
                 x, W = lin.cache
                 out.append(sv.to_numpy(x @ W + lin.b).ravel())
@@ -350,7 +350,7 @@ def test_bad_x_shape_and_dtype(bern):
         bern.loss(good[:0])
     with pytest.raises(TypeError, match=r"x must be a floating array.*uint8"):
         bern.loss(np.zeros((2, 4), dtype=np.uint8))
-    with pytest.raises(TypeError, match="x must be a floating array.*int64"):
+    with pytest.raises(TypeError, match=r"x must be a floating array.*int64"):
         bern.loss(np.zeros((2, 4), dtype=np.int64))
     with pytest.raises(TypeError, match="x has dtype float64 but the model computes in float32"):
         bern.loss(good.astype(np.float64))
@@ -442,11 +442,11 @@ def test_backward_before_loss(cls):
         model.backward()
     model.loss(np.full((2, 4), 0.5, dtype=np.float32))
     model.backward()
-    with pytest.raises(RuntimeError, match="before model.backward"):  # the cache is consumed
+    with pytest.raises(RuntimeError, match=r"before model\.backward"):  # the cache is consumed
         model.backward()
     model.loss(np.full((2, 4), 0.5, dtype=np.float32))
     model.encode(np.full((2, 4), 0.5, dtype=np.float32))  # a forward that is not a loss
-    with pytest.raises(RuntimeError, match="before model.backward"):
+    with pytest.raises(RuntimeError, match=r"before model\.backward"):
         model.backward()
 
 
