@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("exercises", help="write student versions of the notebooks "
                        "(solutions replaced by `raise NotImplementedError`)")
     x.add_argument("--out", required=True)
+    x.add_argument("--root", default=".", help="folder holding notebooks/ and derivations/ "
+                   "(default: the current folder)")
     return p
 
 
@@ -307,7 +309,10 @@ def _cmd_exercises(args) -> int:
     from .exercises import write_student_versions
 
     out = _writable_dir(Path(args.out), "--out")
-    written = write_student_versions(out)
+    try:
+        written = write_student_versions(out, root=args.root)
+    except (FileNotFoundError, ValueError) as err:
+        raise UsageError(f"scratchvae exercises: error: {err}") from None
     for path in written:
         print(f"wrote {path}")
     return 0

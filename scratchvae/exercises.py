@@ -36,7 +36,7 @@ import numpy as np
 
 from . import gradcheck
 from .activations import ACTIVATIONS, sigmoid
-from .backend import asarray, get_namespace, to_numpy
+from .backend import array_namespace, asarray, get_namespace, to_numpy
 from .kl import kl_std_normal_backward, kl_std_normal_forward
 from .layers import linear_backward, linear_forward
 from .likelihoods import bernoulli_logpmf_backward, bernoulli_logpmf_forward
@@ -205,7 +205,7 @@ def _call(fn, hint: str, *args):
     except Exception as err:
         lines = str(err).strip().splitlines()
         raise _CheckError(f"your function raised {type(err).__name__}"
-                    + (f": {lines[0]}" if lines else ""), hint) from None
+                          + (f": {lines[0]}" if lines else ""), hint) from None
 
 
 def _describe(value) -> str:
@@ -236,7 +236,7 @@ def _host(value, name: str, shape: tuple, shape_hints: dict) -> np.ndarray:
     host = np.asarray(to_numpy(value), dtype=np.float64)
     if host.shape != shape:
         raise _CheckError(f"{name} has shape {host.shape} but should have shape {shape}",
-                    shape_hints.get((name, host.shape), ""))
+                          shape_hints.get((name, host.shape), ""))
     if not np.all(np.isfinite(host)):
         raise _CheckError(f"{name} contains inf or NaN", shape_hints.get((name, "finite"), ""))
     return host
@@ -268,9 +268,11 @@ def _away_from_zero(rng, shape) -> np.ndarray:
 
 
 def _check_value(fn, args: tuple, names: tuple, want: dict, *, call_hint: str,
-                 shape_hints: dict, mistakes, default: dict, tol: float = PIECE_TOL):
-    """Compare the outputs ``want`` (name -> host array) of a forward function with the
-    student's. Returns ``(student's outputs, PASS detail)``."""
+                 shape_hints: dict, mistakes: list, default: dict,
+                 tol: float = PIECE_TOL) -> str:
+    """Compare the student's forward ``fn(*args)``, which returns ``names``, with the
+    reference outputs ``want`` (name -> host array). ``mistakes`` lists known wrong
+    answers ``(name, wrong value, hint)``. Returns the PASS detail."""
     outputs = _unpack(_call(fn, call_hint, *args), names)
     got = {name: _host(value, name, want[name].shape, shape_hints)
            for name, value in zip(names, outputs, strict=True) if name in want}
@@ -278,8 +280,8 @@ def _check_value(fn, args: tuple, names: tuple, want: dict, *, call_hint: str,
     worst = max(errors, key=errors.get)
     if not errors[worst] <= tol:
         raise _CheckError(f"rel. error {errors[worst]:.1e} in {worst} vs the reference "
-                    f"(tolerance {tol:.0e})", _hint(got, worst, mistakes(got), default))
-    return outputs, f"rel. error {errors[worst]:.1e} vs the reference"
+                          f"(tolerance {tol:.0e})", _hint(got, worst, mistakes, default))
+    return f"rel. error {errors[worst]:.1e} vs the reference"
 
 
 def _check_gradients(fn, forward, inputs: dict, names: tuple, reference, *, seed: int,
@@ -292,9 +294,11 @@ def _check_gradients(fn, forward, inputs: dict, names: tuple, reference, *, seed
     seen = {}
 
     def backward(dout, cache):
-        grads = _unpack(_call(fn, call_hint, dout, cache), names)
         want = reference(dout)
         want = want if isinstance(want, tuple) else (want,)
+        # a copy, so that a function writing into its argument cannot change the check
+        dout_copy = array_namespace(dout).asarray(dout, copy=True)
+        grads = _unpack(_call(fn, call_hint, dout_copy, cache), names)
         seen["dout"] = to_numpy(dout)
         seen["got"] = {name: _host(g, name, tuple(w.shape), shape_hints)
                        for name, g, w in zip(names, grads, want, strict=True)}
@@ -308,9 +312,9 @@ def _check_gradients(fn, forward, inputs: dict, names: tuple, reference, *, seed
     worst = max(errors, key=errors.get)
     if not errors[worst] <= tol:
         raise _CheckError(f"rel. error {errors[worst]:.1e} in {worst} (reference "
-                    f"{seen['ref'][worst]:.1e}, finite differences {fd[worst]:.1e}; "
-                    f"tolerance {tol:.0e})",
-                    _hint(seen["got"], worst, mistakes(seen["dout"]), default))
+                          f"{seen['ref'][worst]:.1e}, finite differences {fd[worst]:.1e}; "
+                          f"tolerance {tol:.0e})",
+                          _hint(seen["got"], worst, mistakes(seen["dout"]), default))
     return (f"rel. error {errors[worst]:.1e} (reference {max(seen['ref'].values()):.1e}, "
             f"finite differences {max(fd.values()):.1e})")
 
@@ -327,13 +331,12 @@ def check_linear_forward(fn, *, backend: str = "numpy", seed: int = 0) -> bool:
     def check():
         _, rng, put = _problem(backend, seed)
         x, W, b = (rng.standard_normal(s) for s in ((n, d_in), (d_in, d_out), (d_out,)))
-        _, detail = _check_value(
+        return _check_value(
             fn, (put(x), put(W), put(b)), ("y", "cache"), {"y": x @ W + b},
             call_hint="x is (n, d_in), W is (d_in, d_out), b is (d_out,): y = x @ W + b",
             shape_hints={("y", (d_out, n)): "y = x @ W has shape (n, d_out)"},
-            mistakes=lambda got: [("y", x @ W, "did you forget to add the bias b?")],
+            mistakes=[("y", x @ W, "did you forget to add the bias b?")],
             default={"y": "y = x @ W + b, with b added to every row"})
-        return detail
 
     return _report("linear_forward", check)
 
@@ -457,7 +460,7 @@ def check_bernoulli_logits_forward(fn, *, backend: str = "numpy", seed: int = 0)
         logits = 3 * rng.standard_normal((n, D))
         x[0, :2], logits[0, :2] = (1.0, 0.0), (800.0, -800.0)
         want = bernoulli_logpmf_forward(x, logits)[0]
-        _, detail = _check_value(
+        return _check_value(
             fn, (put(x), put(logits)), ("logp", "cache"), {"logp": want},
             call_hint="x and logits have shape (n, D); logp has shape (n,)",
             shape_hints={
@@ -467,10 +470,9 @@ def check_bernoulli_logits_forward(fn, *, backend: str = "numpy", seed: int = 0)
                 ("logp", "finite"): "the test has logits of +-800, where exp overflows: "
                                     + _STABLE_BERNOULLI,
             },
-            mistakes=lambda got: [("logp", -want, "you returned the negative "
+            mistakes=[("logp", -want, "you returned the negative "
                                    "log-likelihood (the cross-entropy): flip the sign")],
             default={"logp": _STABLE_BERNOULLI})
-        return detail
 
     return _report("bernoulli_logits_forward", check)
 
@@ -543,7 +545,7 @@ def check_kl(forward_fn, backward_fn, *, backend: str = "numpy", seed: int = 0) 
                                     "example, shape (n,)",
                     ("kl", ()): "one KL per example, shape (n,): don't sum over the batch",
                 },
-                mistakes=lambda got: [
+                mistakes=[
                     ("kl", terms.sum(-1), "don't forget the factor 1/2"),
                     ("kl", 0.5 * (np.exp(2 * logvar) + mu**2 - 1 - 2 * logvar).sum(-1),
                      "logvar is the log-variance: sigma**2 = exp(logvar), not exp(2 logvar)"),
@@ -595,19 +597,18 @@ def check_reparameterize_forward(fn, *, backend: str = "numpy", seed: int = 0) -
         _, rng, put = _problem(backend, seed)
         mu, logvar = rng.standard_normal((n, d)), rng.standard_normal((n, d))
         eps = rng.standard_normal((L, n, d))
-        _, detail = _check_value(
+        return _check_value(
             fn, (put(mu), put(logvar), put(eps)), ("z", "cache"),
             {"z": mu + np.exp(0.5 * logvar) * eps},
             call_hint="mu, logvar have shape (n, d) and eps (L, n, d)",
             shape_hints={("z", (n, d)): "z has one sample per noise draw: mu + sigma * eps "
                                         "broadcasts to eps's shape (L, n, d)"},
-            mistakes=lambda got: [("z", mu + np.exp(logvar) * eps, _SIGMA),
+            mistakes=[("z", mu + np.exp(logvar) * eps, _SIGMA),
                                   ("z", mu + logvar * eps,
                                    "logvar is the log-variance: sigma = exp(0.5*logvar)"),
                                   ("z", mu + np.exp(-0.5 * logvar) * eps,
                                    "sigma = exp(+0.5*logvar)")],
             default={"z": "z = mu + exp(0.5*logvar) * eps"})
-        return detail
 
     return _report("reparameterize_forward", check)
 

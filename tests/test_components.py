@@ -164,6 +164,20 @@ def test_kl_gradients(put):
     assert max(errors.values()) <= GRAD_TOL, errors
 
 
+def test_kl_per_dimension(put):
+    """The d terms of the sum (used by free bits): gradients and their sum."""
+    rng = np.random.default_rng(12)
+    mu, logvar = rng.standard_normal((5, 3)), rng.uniform(-3, 2, size=(5, 3))
+    errors = check_layer(lambda mu, logvar: kl_std_normal_forward(mu, logvar, per_dim=True),
+                         kl_std_normal_backward, {"mu": put(mu), "logvar": put(logvar)})
+    assert max(errors.values()) <= GRAD_TOL, errors
+    terms = host(kl_std_normal_forward(put(mu), put(logvar), per_dim=True)[0])
+    assert terms.shape == (5, 3) and np.all(terms >= 0)
+    np.testing.assert_allclose(terms.sum(-1), host(kl_std_normal_forward(put(mu), put(logvar))[0]),
+                               rtol=1e-14)
+    np.testing.assert_allclose(terms, 0.5 * (np.exp(logvar) + mu**2 - 1 - logvar), rtol=1e-13)
+
+
 def test_kl_matches_closed_forms(put):
     rng = np.random.default_rng(8)
     mu, logvar = rng.standard_normal((5, 3)) * 2, rng.uniform(-4, 3, size=(5, 3))
@@ -213,13 +227,13 @@ def test_reparameterize_uses_the_standard_deviation(put):
     np.testing.assert_allclose(host(z), [[[3.0, -1.5]], [[-3.0, -1.75]]], rtol=1e-15)
 
 
-def test_reparameterized_samples_have_the_posterior_moments(xp, device, put):
+def test_reparameterized_samples_have_the_posterior_moments(backend, xp, device, put):
     """200000 draws per coordinate: mean mu and variance exp(logvar) within 5 standard
     errors. Sampling with exp(logvar) as the standard deviation would miss the variance by
     hundreds of standard errors here (logvar far from 0)."""
     mu = np.array([[0.5, -1.0, 2.0], [0.0, 3.0, -0.5]])
     logvar = np.array([[-2.0, 1.5, 0.0], [0.8, -1.0, 2.5]])
-    gen = sv.Generator(11, backend=sv.backend.backend_name(xp), device=device)
+    gen = sv.Generator(11, backend=backend, device=device)
     eps = gen.normal((200_000, 2, 3), xp.float64)
     z, _ = reparameterize_forward(put(mu), put(logvar), eps)
     assert_moments(host(z), mu, logvar)

@@ -131,6 +131,58 @@ def test_vae_gradients_with_beta(beta, estimator):
     assert float(res.loss) == pytest.approx(float(res.recon) + beta * float(res.kl), rel=1e-14)
 
 
+@pytest.mark.parametrize("case", ["gaussian_fixed", "gaussian_sigma_learned", "gaussian_learned"])
+@pytest.mark.parametrize("estimator", ["A", "B"])
+def test_vae_gradients_with_a_sigmoid_mean(case, estimator):
+    model = make_vae(case, hidden=(4,), activation="relu", estimator=estimator,
+                     mean_activation="sigmoid")
+    x, eps = kink_free_batch(model, L=2)
+    assert_gradients(model, x, eps)
+    mean = model.decode(model.encode(x)[0])[0]
+    assert np.all((mean > 0) & (mean < 1))
+
+
+def kl_per_dim(model, x):
+    mu, logvar = (sv.to_numpy(a) for a in model.encode(x))
+    return (0.5 * (np.exp(logvar) + mu**2 - 1 - logvar)).mean(0)
+
+
+@pytest.mark.parametrize("case", ["bernoulli", "gaussian_sigma_learned"])
+def test_vae_gradients_with_free_bits(case):
+    """Free bits between the batch KLs of the two latent dimensions: one dimension is
+    clamped (no KL gradient), the other is not. The threshold sits halfway between them,
+    far from the kink of max(KL_j, lambda)."""
+    probe = make_vae(case, hidden=(4,), activation="tanh", d=2)
+    x, eps = kink_free_batch(probe, n=4, L=2)
+    kl_d = kl_per_dim(probe, x)
+    lam = float(kl_d.mean())
+    assert abs(kl_d[0] - kl_d[1]) > 1e-3
+    model = make_vae(case, hidden=(4,), activation="tanh", d=2, free_bits=lam, beta=1.5)
+    assert_gradients(model, x, eps)
+    res = model.loss(x, eps)
+    assert float(res.kl) == pytest.approx(kl_d.sum(), rel=1e-12)  # the true KL is reported
+    penalty = np.maximum(kl_d, lam).sum()
+    assert float(res.loss) == pytest.approx(float(res.recon) + 1.5 * penalty, rel=1e-13)
+
+
+def test_free_bits_limits():
+    """Free bits above every dimension's KL leave only the reconstruction gradient (as
+    beta = 0); below every dimension they change nothing."""
+    ref = make_vae("gaussian_fixed", hidden=(4,), activation="tanh")
+    x, eps = kink_free_batch(ref, n=4, L=2)
+    kl_d = kl_per_dim(ref, x)
+    grads = {}
+    for name, kw in {"none": {}, "low": dict(free_bits=0.5 * kl_d.min()),
+                     "high": dict(free_bits=2 * kl_d.max()), "beta0": dict(beta=0.0)}.items():
+        model = make_vae("gaussian_fixed", hidden=(4,), activation="tanh", **kw)
+        model.loss(x, eps)
+        model.backward()
+        grads[name] = model.grads.flat.copy()
+    np.testing.assert_array_equal(grads["low"], grads["none"])
+    np.testing.assert_array_equal(grads["high"], grads["beta0"])
+    assert not np.array_equal(grads["none"], grads["beta0"])
+
+
 def test_vae_gradients_with_two_dimensional_eps():
     """eps of shape (n, d) is one sample per point, the same as (1, n, d)."""
     model = make_vae("bernoulli", hidden=(4,), activation="tanh")
@@ -205,6 +257,8 @@ def reference_loss(model, x, eps):
         h = f(h @ P[f"dec.{i}.W"] + P[f"dec.{i}.b"])
     out = h @ P["dec.out.W"] + P["dec.out.b"]
     D = model.input_dim
+    if model.likelihood != "bernoulli" and model.mean_activation == "sigmoid":
+        out = np.concatenate([special.expit(out[..., :D]), out[..., D:]], axis=-1)
     if model.likelihood == "bernoulli":
         log_px = stats.bernoulli.logpmf(x, special.expit(out)) if np.all(np.isin(x, (0, 1))) \
             else x * np.log(special.expit(out)) + (1 - x) * np.log(special.expit(-out))
@@ -215,16 +269,21 @@ def reference_loss(model, x, eps):
         log_px = stats.norm.logpdf(x, out[..., :D], np.exp(out[..., D:] / 2))
     recon = -log_px.sum(-1).mean()
     if model.estimator == "B":
-        kl = np.mean(np.sum(-np.log(sigma) + (sigma**2 + mu**2 - 1) / 2, axis=-1))
+        kl_d = np.mean(-np.log(sigma) + (sigma**2 + mu**2 - 1) / 2, axis=0)
+        kl, penalty = kl_d.sum(), np.maximum(kl_d, model.free_bits).sum()
     else:
         kl = np.mean(stats.norm.logpdf(z, mu, sigma).sum(-1) - stats.norm.logpdf(z).sum(-1))
-    return recon + model.beta * kl, recon, kl
+        penalty = kl
+    return recon + model.beta * penalty, recon, kl
 
 
-@pytest.mark.parametrize("case", list(LIKELIHOODS))
-@pytest.mark.parametrize("estimator", ["A", "B"])
-def test_loss_matches_an_independent_computation(case, estimator):
-    model = make_vae(case, estimator=estimator, activation="tanh", beta=0.7, seed=3)
+@pytest.mark.parametrize(("case", "estimator", "extra"), [
+    (case, est, extra) for case in LIKELIHOODS
+    for est, extra in (("A", {}), ("B", {}), ("B", dict(free_bits=0.3)),
+                       ("A", dict(mean_activation="sigmoid")))
+    if not (case == "bernoulli" and "mean_activation" in extra)])  # logits have no mean
+def test_loss_matches_an_independent_computation(case, estimator, extra):
+    model = make_vae(case, estimator=estimator, activation="tanh", beta=0.7, seed=3, **extra)
     rng = np.random.default_rng(4)
     x, eps = draw_x(model.likelihood, 4, 5, rng), rng.standard_normal((3, 4, 2))
     res = model.loss(model.asarray(x), model.asarray(eps))
@@ -403,6 +462,11 @@ def test_bad_eps_and_n_samples(bern):
 
 VAE_ONLY_ARGUMENTS = [
     (dict(estimator="C"), ValueError, "estimator must be one of"),
+    (dict(free_bits=-0.5), ValueError, "free_bits must be a number >= 0"),
+    (dict(free_bits=0.5, estimator="A"), ValueError, "free_bits needs estimator='B'"),
+    (dict(likelihood="gaussian", mean_activation="tanh"), ValueError,
+     "mean_activation must be one of"),
+    (dict(mean_activation="sigmoid"), ValueError, "mean_activation applies to the Gaussian"),
     (dict(n_samples=0), ValueError, "n_samples must be an integer >= 1"),
     (dict(beta=-1.0), ValueError, "beta must be a number >= 0"),
     (dict(beta=float("nan")), ValueError, "beta must be a number >= 0"),
@@ -487,6 +551,8 @@ def torch_vae_loss(torch, model, P, x, eps):
         h = act(h @ P[f"dec.{i}.W"] + P[f"dec.{i}.b"])
     out = h @ P["dec.out.W"] + P["dec.out.b"]
     D = model.input_dim
+    if model.likelihood != "bernoulli" and model.decoder.sigmoid_mean:
+        out = torch.cat([torch.sigmoid(out[..., :D]), out[..., D:]], dim=-1)
     if model.likelihood == "bernoulli":
         log_px = -F.binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none")
     elif model.likelihood == "gaussian":
@@ -501,7 +567,8 @@ def torch_vae_loss(torch, model, P, x, eps):
         return recon
     q, p = Normal(mu, std), Normal(torch.zeros_like(mu), torch.ones_like(mu))
     if model.estimator == "B":
-        kl = torch.distributions.kl_divergence(q, p).sum(-1).mean()
+        kl_d = torch.distributions.kl_divergence(q, p).mean(0)
+        kl = torch.clamp(kl_d, min=model.free_bits).sum()
     else:
         kl = (q.log_prob(z).sum(-1) - p.log_prob(z).sum(-1)).mean()
     return recon + model.beta * kl
@@ -529,6 +596,17 @@ def test_vae_matches_torch_autograd(case, estimator, activation):
     rng = np.random.default_rng(17)
     x = model.asarray(draw_x(model.likelihood, 4, 5, rng))
     eps = model.asarray(rng.standard_normal((3, 4, 2)))
+    assert_matches_torch(model, x, eps)
+
+
+@pytest.mark.parametrize("case", ["gaussian_fixed", "gaussian_sigma_learned", "gaussian_learned"])
+def test_vae_with_sigmoid_mean_and_free_bits_matches_torch_autograd(case):
+    probe = make_vae(case, activation="tanh", seed=20)
+    rng = np.random.default_rng(21)
+    x = probe.asarray(draw_x(probe.likelihood, 4, 5, rng))
+    eps = probe.asarray(rng.standard_normal((2, 4, 2)))
+    lam = float(kl_per_dim(probe, x).mean())  # one dimension clamped, one not
+    model = make_vae(case, activation="tanh", seed=20, mean_activation="sigmoid", free_bits=lam)
     assert_matches_torch(model, x, eps)
 
 
