@@ -102,7 +102,7 @@ def test_elbo_reaches_the_ppca_maximum_likelihood(trained):
     # ELBO <= log p_theta(x) <= max_theta log p_theta(x), up to float64 rounding
     assert elbo <= loglik + 1e-10
     assert loglik <= ml + 1e-10
-    assert ml - elbo < 0.05, f"gap {ml - elbo:.4f} nats per example"
+    assert ml - elbo < 0.01, f"gap {ml - elbo:.4f} nats per example"  # measured: 3.2e-4
 
 
 def test_monte_carlo_elbo_agrees_with_the_closed_form_and_stays_below_the_bound(trained):

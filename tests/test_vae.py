@@ -582,10 +582,11 @@ def assert_matches_torch(model, x, eps=None):
     t_loss.backward()
     res = model.loss(x) if eps is None else model.loss(x, eps)
     model.backward()
-    assert float(res.loss) == pytest.approx(t_loss.item(), rel=1e-10)
+    # the same float64 arithmetic in another order: measured 3e-16 (loss), 1.3e-15 (grads)
+    assert float(res.loss) == pytest.approx(t_loss.item(), rel=1e-13)
     for name, g in model.grads.items():
         err = sv.gradcheck.rel_error(g, P[name].grad.numpy())
-        assert err <= 1e-8, (name, err)
+        assert err <= 1e-12, (name, err)
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid", "softplus"])
