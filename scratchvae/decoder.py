@@ -12,6 +12,10 @@
 
 For the Gaussian likelihoods ``mean_activation="sigmoid"`` keeps the mean in (0, 1)
 (the paper's Frey Face decoder); the default ``"identity"`` leaves it unbounded.
+
+Derivations: ``derivations/08_backprop.ipynb`` (the likelihood gradients, the shared
+``dec.logvar`` reduction, the sigmoid mean) and ``derivations/07_linear_gaussian.ipynb``
+(the linear-Gaussian example).
 """
 
 from __future__ import annotations

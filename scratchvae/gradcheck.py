@@ -46,18 +46,16 @@ def numerical_gradient(f, x, h: float = 1e-6):
     NumPy array of ``x``'s shape. Costs ``2 * x.size`` calls of ``f``.
     """
     _require_float64(x, "x")
-    xp = array_namespace(x)
-    flat = xp.reshape(x, (-1,))
-    grad = np.zeros(flat.shape[0])
-    for i in range(flat.shape[0]):
-        old = float(flat[i])
-        flat[i] = old + h
+    grad = np.zeros(tuple(x.shape))
+    for i in np.ndindex(*grad.shape):  # index x itself: a reshape of a view may copy
+        old = float(x[i])
+        x[i] = old + h
         f_plus = float(f())
-        flat[i] = old - h
+        x[i] = old - h
         f_minus = float(f())
-        flat[i] = old
+        x[i] = old
         grad[i] = (f_plus - f_minus) / (2 * h)
-    return grad.reshape(tuple(x.shape))
+    return grad
 
 
 def check_layer(forward, backward, inputs: dict, seed: int = 0, h: float = 1e-6) -> dict:
@@ -85,6 +83,9 @@ def check_layer(forward, backward, inputs: dict, seed: int = 0, h: float = 1e-6)
     grads = backward(dout, cache)
     if len(inputs) == 1 and not isinstance(grads, tuple):
         grads = (grads,)
+    if not isinstance(grads, tuple) or len(grads) != len(inputs):
+        raise ValueError(f"backward must return one gradient per input ({len(inputs)}: "
+                         f"{', '.join(inputs)}), got {type(grads).__name__}")
 
     def f():
         return xp.sum(forward(**inputs)[0] * dout)

@@ -13,7 +13,9 @@ estimated with ``L`` reparameterized samples :math:`z_l = \\mu + \\sigma\\odot\\
 * SGVB-A: :math:`\\tfrac1L \\sum_l [\\log p_\\theta(x|z_l) + \\log p(z_l) - \\log q_\\phi(z_l|x)]`.
 
 ``loss`` is the negative ELBO averaged over the batch, with the KL term weighted by
-``beta``. Derivations: ``derivations/05_reparameterization.ipynb`` (estimators) and
+``beta``. Derivations: ``derivations/02_elbo_jensen.ipynb`` (the bound),
+``derivations/03_elbo_decomposition.ipynb`` (the recon/KL split),
+``derivations/05_reparameterization.ipynb`` (estimators) and
 ``derivations/08_backprop.ipynb`` (this backward pass); tests: ``tests/test_vae.py``.
 """
 
