@@ -5,7 +5,7 @@
 >>> opt = sv.optim.Adam(model.params, lr=1e-3)
 """
 
-from . import datasets, gradcheck, optim
+from . import datasets, evaluate, gradcheck, optim, plots
 from .ae import AE
 from .backend import BACKENDS, to_numpy
 from .parameters import Parameters
