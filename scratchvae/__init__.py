@@ -23,7 +23,9 @@ __all__ = [
            "Parameters",
            "__version__",
            "datasets",
+           "evaluate",
            "gradcheck",
            "optim",
+           "plots",
            "to_numpy",
 ]
