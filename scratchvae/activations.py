@@ -3,6 +3,9 @@
 Each ``*_forward(x)`` returns ``(y, cache)``; each ``*_backward(dy, cache)`` returns
 ``dx = dy * f'(x)``, with ``f'`` written in terms of what the forward already
 computed. Derivations: ``derivations/08_backprop.ipynb``.
+
+Masks are kept as 0/1 arrays of the input's dtype and multiplied in: on the CPU a
+multiply is an order of magnitude faster than a select (``where``) on a random mask.
 """
 
 from __future__ import annotations
@@ -13,30 +16,27 @@ LEAKY_SLOPE = 0.01
 
 
 def relu_forward(x):
-    """:math:`y = \\max(x, 0)`. x: any shape."""
+    """:math:`y = \\max(x, 0)`. x: any shape. Caches the mask :math:`1[x > 0]`."""
     xp = array_namespace(x)
-    mask = x > 0
-    return xp.where(mask, x, 0.0), mask
+    return xp.maximum(x, 0.0), xp.astype(x > 0, x.dtype)
 
 
 def relu_backward(dy, mask):
     """:math:`dx = dy \\cdot 1[x > 0]` (the subgradient 0 is used at the kink)."""
-    xp = array_namespace(dy)
-    return xp.where(mask, dy, 0.0)
+    return dy * mask
 
 
 def leaky_relu_forward(x, slope: float = LEAKY_SLOPE):
-    """:math:`y = x` for x > 0, :math:`y = a x` otherwise (``a = slope``)."""
+    """:math:`y = x` for x > 0, :math:`y = a x` otherwise (``a = slope``); caches the
+    local slope :math:`k = a + (1 - a)\\,1[x > 0]`, so that :math:`y = k x`."""
     xp = array_namespace(x)
-    mask = x > 0
-    return xp.where(mask, x, slope * x), (mask, slope)
+    k = slope + (1 - slope) * xp.astype(x > 0, x.dtype)
+    return k * x, k
 
 
-def leaky_relu_backward(dy, cache):
-    """:math:`dx = dy` where x > 0, :math:`a\\,dy` otherwise."""
-    xp = array_namespace(dy)
-    mask, slope = cache
-    return xp.where(mask, dy, slope * dy)
+def leaky_relu_backward(dy, k):
+    """:math:`dx = k\\,dy`: ``dy`` where x > 0, :math:`a\\,dy` otherwise."""
+    return dy * k
 
 
 def tanh_forward(x):
@@ -51,11 +51,18 @@ def tanh_backward(dy, y):
     return dy * (1 - y * y)
 
 
-def sigmoid(x):
-    """Numerically stable :math:`\\sigma(x) = 1 / (1 + e^{-x})` (no overflow for large |x|)."""
+def sigmoid(x, e=None):
+    """Numerically stable :math:`\\sigma(x) = 1 / (1 + e^{-x})`.
+
+    With :math:`e = e^{-|x|} \\le 1` (never overflows), :math:`\\sigma(x) = 1 / (1 + e)`
+    for x >= 0 and :math:`e / (1 + e)` for x < 0, i.e. :math:`(e + p(1 - e)) / (1 + e)`
+    with :math:`p = 1[x \\ge 0]`. Pass ``e`` if it is already computed.
+    """
     xp = array_namespace(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    if e is None:
+        e = xp.exp(-xp.abs(x))
+    p = xp.astype(x >= 0, x.dtype)
+    return (e + p * (1 - e)) / (1 + e)
 
 
 def sigmoid_forward(x):

@@ -381,10 +381,10 @@ def check_linear_backward(fn, *, backend: str = "numpy", seed: int = 0) -> bool:
 # ---- activations --------------------------------------------------------------------
 
 _ACTIVATION_HINTS = {
-    "relu": ("the cache is the boolean mask x > 0",
-             "dx = dy where x > 0 and 0 elsewhere (xp.where(mask, dy, 0.0))"),
-    "leaky_relu": ("the cache is (mask, slope) with mask = x > 0",
-                   "dx = dy where x > 0 and slope * dy elsewhere"),
+    "relu": ("the cache is the mask 1[x > 0], stored as 0.0/1.0 in x's dtype",
+             "dx = dy where x > 0 and 0 elsewhere: dy * mask"),
+    "leaky_relu": ("the cache is the local slope k: 1 where x > 0, slope elsewhere",
+                   "dx = dy where x > 0 and slope * dy elsewhere: k * dy"),
     "tanh": ("the cache is y = tanh(x)",
              "d tanh(x)/dx = 1 - tanh(x)**2 = 1 - y**2, with y the cache"),
     "sigmoid": ("the cache is y = sigmoid(x)",

@@ -30,7 +30,9 @@ def linear_forward(x, W, b):
     y : array, shape (n, d_out)
     cache : tuple ``(x, W)`` for :func:`linear_backward`.
     """
-    return x @ W + b, (x, W)
+    y = x @ W
+    y += b  # in place: no second (n, d_out) temporary
+    return y, (x, W)
 
 
 def linear_backward(dy, cache, need_dx: bool = True):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+from .activations import sigmoid
 from .backend import array_namespace
 
 LOG_2PI = math.log(2 * math.pi)
@@ -42,7 +43,9 @@ def bernoulli_logpmf_forward(x, logits):
     """
     xp = array_namespace(x, logits)
     e = xp.exp(-xp.abs(logits))
-    nll = xp.maximum(logits, 0.0) - logits * x + xp.log1p(e)
+    nll = xp.maximum(logits, 0.0)     # max(l, 0) - l x + log(1 + e), built in place
+    nll -= logits * x
+    nll += xp.log1p(e)
     return -xp.sum(nll, axis=-1), (x, logits, e)
 
 
@@ -50,12 +53,10 @@ def bernoulli_logpmf_backward(dlogp, cache):
     """:math:`\\partial \\log p / \\partial l_i = x_i - \\sigma(l_i)`.
 
     dlogp: shape (...). Returns ``dlogits`` with the shape of ``logits``. The sigmoid
-    reuses ``e = exp(-|l|)``: :math:`\\sigma(l) = 1/(1+e)` for l >= 0, :math:`e/(1+e)` else.
+    reuses ``e = exp(-|l|)`` from the forward pass.
     """
-    xp = array_namespace(dlogp)
     x, logits, e = cache
-    sig = xp.where(logits >= 0, 1.0, e) / (1 + e)
-    return dlogp[..., None] * (x - sig)
+    return dlogp[..., None] * (x - sigmoid(logits, e))
 
 
 def gaussian_logpdf_forward(x, mean, logvar):

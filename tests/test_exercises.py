@@ -270,8 +270,7 @@ def tanh_backward_wrong(dy, y):
 
 
 def relu_backward_wrong(dy, mask):
-    xp = array_namespace(dy)
-    return xp.where(mask, 0.0, dy)
+    return dy * (1 - mask)
 
 
 def kl_forward_no_half(mu, logvar):
