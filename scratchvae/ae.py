@@ -3,7 +3,8 @@
 The code :math:`z = f_\\phi(x)` is a point, not a distribution; the loss is the
 reconstruction term alone, :math:`-\\log p_\\theta(x \\mid z = f_\\phi(x))`, with the same
 likelihoods as the VAE. Nothing pulls the codes towards a prior, which is why decoding
-random z ~ N(0, I) gives poor samples.
+random z ~ N(0, I) gives poor samples. The backward pass is the VAE's without the
+reparameterization and the KL (``derivations/08_backprop.ipynb``).
 """
 
 from __future__ import annotations

@@ -43,8 +43,7 @@ def bernoulli_logpmf_forward(x, logits):
     """
     xp = array_namespace(x, logits)
     e = xp.exp(-xp.abs(logits))
-    nll = xp.maximum(logits, 0.0)     # max(l, 0) - l x + log(1 + e), built in place
-    nll -= logits * x
+    nll = xp.maximum(logits, 0.0) - logits * x   # has the broadcast shape of x and logits
     nll += xp.log1p(e)
     return -xp.sum(nll, axis=-1), (x, logits, e)
 

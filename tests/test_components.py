@@ -253,3 +253,17 @@ def assert_moments(z, mu, logvar, n_se=5.0):
     # the wrong scale exp(logvar) as sigma gives variance exp(2 logvar): far outside
     wrong = np.exp(2 * logvar)
     assert np.all(np.abs(z.var(0, ddof=1) - wrong)[logvar != 0] > 50 * se_var[logvar != 0])
+
+
+def test_bernoulli_logits_broadcast_against_larger_targets():
+    """logits of shape (n, 1, D) score targets of shape (n, k, D), as the docstring allows."""
+    from scratchvae.likelihoods import bernoulli_logpmf_backward, bernoulli_logpmf_forward
+
+    rng = np.random.default_rng(0)
+    logits, x = rng.standard_normal((5, 1, 7)), rng.random((5, 3, 7))
+    logp, cache = bernoulli_logpmf_forward(x, logits)
+    naive = np.sum(x * np.log(1 / (1 + np.exp(-logits)))
+                   + (1 - x) * np.log(1 - 1 / (1 + np.exp(-logits))), axis=-1)
+    np.testing.assert_allclose(logp, naive, rtol=1e-12)
+    dlogits = bernoulli_logpmf_backward(np.ones((5, 3)), cache)
+    np.testing.assert_allclose(dlogits, x - 1 / (1 + np.exp(-logits)), rtol=1e-12)
