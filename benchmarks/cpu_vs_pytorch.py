@@ -1,9 +1,12 @@
 """scratchvae vs PyTorch on the CPU: the pytorch/examples VAE recipe, side by side.
 
 Both train 784-400-20 (ReLU, Bernoulli from logits, Adam 1e-3, batch 128) on MNIST
-grey values for the same number of epochs, each in its own process (so peak memory
-is measured separately), and report epoch time, test loss (negative ELBO, one
-sample, nats per example) and peak resident memory. PyTorch runs three ways:
+grey values and report epoch time, test loss (negative ELBO, one sample of z, nats
+per example) and peak resident memory. Each run lives in its own process (so peak
+memory is its own), and the runs take turns epoch by epoch, so that every epoch of
+scratchvae is timed under the same machine conditions as the PyTorch epochs beside
+it (a shared machine's speed drifts by tens of percent over minutes). PyTorch runs
+three ways:
 
 * ``pytorch-example``: as the pytorch/examples script feeds it, a shuffling
   ``DataLoader`` over a data set that turns each uint8 image into a PIL image and then
@@ -31,24 +34,28 @@ import numpy as np
 
 RUNS = ("pytorch-example", "pytorch-dataloader", "pytorch-indexed", "scratchvae")
 
-def run_scratchvae(epochs: int, data_dir, seed: int) -> dict:
-    import scratchvae as sv
-    from scratchvae.datasets import load
-    from scratchvae.evaluate import elbo
-    from scratchvae.train import TrainConfig, train_epoch
 
-    ds = load("mnist", data_dir, progress=False)
-    config = TrainConfig(seed=seed)
-    model = sv.VAE(784, (400,), 20, seed=seed)
-    opt = sv.optim.Adam(model.params, lr=1e-3)
-    x_train = model.asarray(ds.x_train)
-    times, losses = [], []
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        train_epoch(model, opt, x_train, config, epoch, show_progress=False)
-        times.append(time.perf_counter() - t0)
-        losses.append(elbo(model, ds.x_test, batch_size=1000)["loss"])
-    return {"epoch_seconds": times, "test_loss": losses}
+class ScratchvaeRun:
+    def __init__(self, data_dir, seed: int):
+        import scratchvae as sv
+        from scratchvae.datasets import load
+        from scratchvae.train import TrainConfig
+
+        self.ds = load("mnist", data_dir, progress=False)
+        self.config = TrainConfig(seed=seed)
+        self.model = sv.VAE(784, (400,), 20, seed=seed)
+        self.opt = sv.optim.Adam(self.model.params, lr=1e-3)
+        self.x_train = self.model.asarray(self.ds.x_train)
+
+    def epoch(self, epoch: int) -> None:
+        from scratchvae.train import train_epoch
+
+        train_epoch(self.model, self.opt, self.x_train, self.config, epoch)
+
+    def test_loss(self) -> float:
+        from scratchvae.evaluate import elbo
+
+        return elbo(self.model, self.ds.x_test, batch_size=1000)["loss"]
 
 
 class _ToTensorImages:
@@ -69,76 +76,102 @@ class _ToTensorImages:
         return img.permute((2, 0, 1)).contiguous().to(dtype=torch.float32).div(255)
 
 
-def run_pytorch(epochs: int, data_dir, seed: int, feed: str) -> dict:
-    import torch
-    from torch import nn
-    from torch.nn import functional as F  # noqa: N812 (PyTorch's own idiom)
+class PytorchRun:
+    def __init__(self, data_dir, seed: int, feed: str):
+        import torch
+        from torch import nn
 
-    from scratchvae.datasets import load
+        from scratchvae.datasets import load
 
-    torch.manual_seed(seed)
-    ds = load("mnist", data_dir, progress=False)
-    x_train, x_test = torch.from_numpy(ds.x_train), torch.from_numpy(ds.x_test)
-    images = _ToTensorImages(np.rint(ds.x_train * 255).astype(np.uint8).reshape(-1, 28, 28))
+        torch.manual_seed(seed)
+        ds = load("mnist", data_dir, progress=False)
+        self.torch, self.feed = torch, feed
+        self.x_train, self.x_test = torch.from_numpy(ds.x_train), torch.from_numpy(ds.x_test)
+        images = np.rint(ds.x_train * 255).astype(np.uint8).reshape(-1, 28, 28)
+        self.images = _ToTensorImages(images)
 
-    class VAE(nn.Module):  # pytorch/examples vae/main.py, with logits + BCE-with-logits
-        def __init__(self):
-            super().__init__()
-            self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 20), \
-                nn.Linear(400, 20)
-            self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
+        class VAE(nn.Module):  # pytorch/examples vae/main.py, with logits + BCE-with-logits
+            def __init__(self):
+                super().__init__()
+                self.fc1, self.fc21 = nn.Linear(784, 400), nn.Linear(400, 20)
+                self.fc22, self.fc3 = nn.Linear(400, 20), nn.Linear(20, 400)
+                self.fc4 = nn.Linear(400, 784)
 
-        def forward(self, x):
-            h = F.relu(self.fc1(x))
-            mu, logvar = self.fc21(h), self.fc22(h)
-            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-            return self.fc4(F.relu(self.fc3(z))), mu, logvar
+            def forward(self, x):
+                h = torch.relu(self.fc1(x))
+                mu, logvar = self.fc21(h), self.fc22(h)
+                z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+                return self.fc4(torch.relu(self.fc3(z))), mu, logvar
 
-    def loss_fn(logits, x, mu, logvar):
+        self.model = VAE()
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+
+    def loss(self, logits, x, mu, logvar):
+        F = self.torch.nn.functional
         bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        kld = -0.5 * self.torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
         return bce + kld
 
-    model = VAE()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    times, losses = [], []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        model.train()
-        if feed == "pytorch-example":
-            batches = (x.view(-1, 784) for x in torch.utils.data.DataLoader(
-                images, batch_size=128, shuffle=True))
-        elif feed == "pytorch-dataloader":
-            batches = (x for (x,) in torch.utils.data.DataLoader(
-                torch.utils.data.TensorDataset(x_train), batch_size=128, shuffle=True))
-        else:
-            perm = torch.randperm(x_train.shape[0])
-            batches = (x_train[perm[i:i + 128]] for i in range(0, x_train.shape[0], 128))
-        for x in batches:
-            opt.zero_grad()
-            logits, mu, logvar = model(x)
-            loss = loss_fn(logits, x, mu, logvar) / x.shape[0]
+    def batches(self):
+        torch, data = self.torch, self.torch.utils.data
+        if self.feed == "pytorch-example":
+            return (x.view(-1, 784) for x in data.DataLoader(self.images, batch_size=128,
+                                                             shuffle=True))
+        if self.feed == "pytorch-dataloader":
+            return (x for (x,) in data.DataLoader(data.TensorDataset(self.x_train),
+                                                  batch_size=128, shuffle=True))
+        perm = torch.randperm(self.x_train.shape[0])
+        return (self.x_train[perm[i:i + 128]] for i in range(0, self.x_train.shape[0], 128))
+
+    def epoch(self, epoch: int) -> None:
+        self.model.train()
+        for x in self.batches():
+            self.opt.zero_grad()
+            logits, mu, logvar = self.model(x)
+            loss = self.loss(logits, x, mu, logvar) / x.shape[0]
             loss.backward()
-            opt.step()
-        times.append(time.perf_counter() - t0)
+            self.opt.step()
+
+    def test_loss(self) -> float:
         total = 0.0
-        with torch.no_grad():
-            for i in range(0, x_test.shape[0], 1000):
-                x = x_test[i:i + 1000]
-                logits, mu, logvar = model(x)
-                total += float(loss_fn(logits, x, mu, logvar))
-        losses.append(total / x_test.shape[0])
-    return {"epoch_seconds": times, "test_loss": losses, "torch": torch.__version__,
-            "threads": torch.get_num_threads()}
+        with self.torch.no_grad():
+            for i in range(0, self.x_test.shape[0], 1000):
+                x = self.x_test[i:i + 1000]
+                logits, mu, logvar = self.model(x)
+                total += float(self.loss(logits, x, mu, logvar))
+        return total / self.x_test.shape[0]
 
 
-def worker(name: str, epochs: int, data_dir, seed: int) -> None:
-    if name == "scratchvae":
-        result = run_scratchvae(epochs, data_dir, seed)
-    else:
-        result = run_pytorch(epochs, data_dir, seed, feed=name)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(result))
+def worker(name: str, data_dir, seed: int) -> None:
+    """Serve commands from stdin: ``epoch N`` (prints its seconds), ``test`` (prints the
+    test loss), ``done`` (prints peak memory, then exits)."""
+    run = ScratchvaeRun(data_dir, seed) if name == "scratchvae" else \
+        PytorchRun(data_dir, seed, name)
+    extra = {}
+    if name != "scratchvae":
+        extra = {"torch": run.torch.__version__, "threads": run.torch.get_num_threads()}
+    print(json.dumps({"ready": True, **extra}), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd[0] == "epoch":
+            t0 = time.perf_counter()
+            run.epoch(int(cmd[1]))
+            print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
+        elif cmd[0] == "test":
+            print(json.dumps({"test_loss": run.test_loss()}), flush=True)
+        else:
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(json.dumps({"peak_rss_mb": rss}), flush=True)
+            return
+
+
+def _ask(proc, command: str) -> dict:
+    proc.stdin.write(command + "\n")
+    proc.stdin.flush()
+    line = proc.stdout.readline()
+    if not line:
+        sys.exit(f"a benchmark worker stopped:\n{proc.stderr.read()}")
+    return json.loads(line)
 
 
 def main() -> None:
@@ -149,34 +182,45 @@ def main() -> None:
     p.add_argument("--worker", choices=RUNS, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        worker(args.worker, args.epochs, args.data_dir, args.seed)
+        worker(args.worker, args.data_dir, args.seed)
         return
-    results = {}
+    procs, info = {}, {}
     for name in RUNS:
-        cmd = [sys.executable, __file__, "--worker", name, "--epochs", str(args.epochs),
-               "--seed", str(args.seed)] + (["--data-dir", args.data_dir] if args.data_dir else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"the {name} run failed:\n{proc.stderr}")
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
-    ts = results["scratchvae"]
-    med = {name: statistics.median(r["epoch_seconds"]) for name, r in results.items()}
-    tp = results["pytorch-example"]
+        cmd = [sys.executable, __file__, "--worker", name, "--seed", str(args.seed)]
+        cmd += ["--data-dir", args.data_dir] if args.data_dir else []
+        procs[name] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+        info[name] = json.loads(procs[name].stdout.readline() or "{}")
+        if not info[name].get("ready"):
+            sys.exit(f"the {name} worker failed to start:\n{procs[name].stderr.read()}")
+    times = {name: [] for name in RUNS}
+    losses = {name: [] for name in RUNS}
+    for epoch in range(1, args.epochs + 1):
+        for name in RUNS:  # one epoch each, in turn
+            times[name].append(_ask(procs[name], f"epoch {epoch}")["seconds"])
+        for name in RUNS:
+            losses[name].append(_ask(procs[name], "test")["test_loss"])
+    peak = {name: _ask(procs[name], "done")["peak_rss_mb"] for name in RUNS}
+    med = {name: statistics.median(t) for name, t in times.items()}
+    torch_info = info["pytorch-example"]
     print(f"MNIST, 784-400-20 ReLU VAE, Adam 1e-3, batch 128, {args.epochs} epochs, CPU "
-          f"(torch {tp['torch']}, {tp['threads']} threads)")
+          f"(torch {torch_info['torch']}, {torch_info['threads']} threads); "
+          f"runs alternate epoch by epoch")
     print(f"{'':19s} {'epoch s (median)':>16s} {'test loss':>10s} {'peak MB':>8s}   "
           f"epoch s (each)")
-    for name, r in results.items():
-        each = " ".join(f"{t:.2f}" for t in r["epoch_seconds"])
-        print(f"{name:19s} {med[name]:16.2f} {r['test_loss'][-1]:10.2f} "
-              f"{r['peak_rss_mb']:8.0f}   {each}")
+    for name in RUNS:
+        each = " ".join(f"{t:.2f}" for t in times[name])
+        print(f"{name:19s} {med[name]:16.2f} {losses[name][-1]:10.2f} {peak[name]:8.0f}   "
+              f"{each}")
     for name in RUNS[:3]:
-        print(f"ratio scratchvae / {name}: {med['scratchvae'] / med[name]:.2f}  "
-              f"(target <= 0.60)")
-    print(f"test loss after {args.epochs} epochs: scratchvae {ts['test_loss'][-1]:.2f}, "
-          f"pytorch {tp['test_loss'][-1]:.2f}  (target <= 106.0)")
+        paired = statistics.median(s / t for s, t in zip(times["scratchvae"], times[name],
+                                                          strict=True))
+        print(f"ratio scratchvae / {name}: {med['scratchvae'] / med[name]:.2f} "
+              f"(median of per-epoch ratios {paired:.2f}; target <= 0.60)")
+    print(f"test loss after {args.epochs} epochs: scratchvae {losses['scratchvae'][-1]:.2f}, "
+          f"pytorch-example {losses['pytorch-example'][-1]:.2f}  (target <= 106.0)")
     print("test loss per epoch (scratchvae): "
-          + " ".join(f"{v:.2f}" for v in ts["test_loss"]))
+          + " ".join(f"{v:.2f}" for v in losses["scratchvae"]))
 
 
 if __name__ == "__main__":
