@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--binarize", choices=("none", "dynamic", "fixed"))
     t.add_argument("--n-train", type=int, help="use only the first N training images")
     t.add_argument("--n-test", type=int, help="use only the first N test images")
+    t.add_argument("--n-validation", type=int, help="hold out N random training images "
+                   "and report their negative ELBO (val_loss) each epoch")
     t.add_argument("--preset", choices=tuple(PRESETS), help="kingma2014: the paper's setup")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
@@ -212,7 +214,7 @@ def _load_run(run_dir, data_dir=None):
     config = TrainConfig.from_json(json.loads(path.read_text()))
     if data_dir is not None:
         config.data_dir = data_dir
-    ds, _, x_test, y_test = load_data(config, progress=False)
+    ds, _, _, x_test, y_test = load_data(config, progress=False)
     model = build_model(config, x_test.shape[1])
     checkpoint.restore(run_dir / "checkpoint.npz", model)
     return config, ds, model, x_test, y_test

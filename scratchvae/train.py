@@ -66,6 +66,7 @@ class TrainConfig:
     binarize: str = "none"
     n_train: int | None = None
     n_test: int | None = None
+    n_validation: int = 0
     preset: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -96,6 +97,10 @@ class TrainConfig:
                              f"got {self.optimizer!r}")
         if self.binarize not in BINARIZE:
             raise ValueError(f"binarize must be one of {BINARIZE}, got {self.binarize!r}")
+        if self.binarize != "none" and self.likelihood != "bernoulli":
+            raise ValueError(f"binarize={self.binarize!r} needs likelihood='bernoulli'")
+        if not isinstance(self.n_validation, int) or self.n_validation < 0:
+            raise ValueError(f"n_validation must be an integer >= 0, got {self.n_validation!r}")
         if any(not isinstance(h, int) or h < 1 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be integers >= 1, got {self.hidden_dims!r}")
         return self
@@ -129,18 +134,26 @@ def build_optimizer(config: TrainConfig, model):
 
 
 def load_data(config: TrainConfig, progress=None):
-    """The data set of a configuration, as host float arrays, subset and binarized."""
+    """The data set of a configuration as host float arrays: subset, split, binarized.
+
+    Returns ``(ds, x_train, x_val, x_test, y_test)``; ``x_val`` holds ``n_validation``
+    training images set aside (``None`` when it is 0).
+    """
     ds = datasets.load(config.dataset, config.data_dir, progress=progress)
     x_train, x_test = ds.x_train[:config.n_train], ds.x_test[:config.n_test]
     y_test = None if ds.y_test is None else ds.y_test[:config.n_test]
+    x_val = None
+    if config.n_validation:
+        x_train, _, x_val, _ = datasets.train_validation_split(
+            x_train, None, config.n_validation, np.random.default_rng(config.seed + 3))
     if config.binarize != "none":
-        if config.likelihood != "bernoulli":
-            raise ValueError("binarize needs likelihood='bernoulli'")
-        # the test set is binarized once, with its own seed, in every protocol
+        # held-out images are binarized once, with their own seed, in every protocol
         x_test = datasets.binarize(x_test, np.random.default_rng(config.seed + 1))
+        if x_val is not None:
+            x_val = datasets.binarize(x_val, np.random.default_rng(config.seed + 4))
     if config.binarize == "fixed":
         x_train = datasets.binarize(x_train, np.random.default_rng(config.seed + 2))
-    return ds, x_train, x_test, y_test
+    return ds, x_train, x_val, x_test, y_test
 
 
 def kl_weight(config: TrainConfig, epoch: int) -> float:
@@ -161,7 +174,7 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     show_progress = not quiet and sys.stderr.isatty()
-    _, x_train_host, x_test_host, _ = load_data(config, progress=show_progress)
+    _, x_train_host, x_val_host, x_test_host, _ = load_data(config, progress=show_progress)
     model = build_model(config, x_train_host.shape[1])
     opt = build_optimizer(config, model)
     start = 1
@@ -185,11 +198,14 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
                    "test_recon": test["recon"], "test_kl": test["kl"],
                    "beta": model.beta, "epoch_seconds": seconds,
                    "examples_per_second": n / seconds}
+        if x_val_host is not None:
+            metrics["val_loss"] = elbo(model, x_val_host, batch_size=1000)["loss"]
         with open(run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
         checkpoint.save(run_dir / "checkpoint.npz", model, opt, epoch, config.to_json())
         if not quiet:
-            log(f"epoch {epoch:3d}  train {train_loss:9.3f}  test {test['loss']:9.3f}  "
+            val = f"  val {metrics['val_loss']:9.3f}" if "val_loss" in metrics else ""
+            log(f"epoch {epoch:3d}  train {train_loss:9.3f}{val}  test {test['loss']:9.3f}  "
                 f"(recon {test['recon']:8.3f}, KL {test['kl']:7.3f})  "
                 f"{seconds:6.2f} s  {n / seconds:8.0f} ex/s")
     return metrics

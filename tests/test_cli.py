@@ -68,6 +68,8 @@ def test_gradcheck_command_passes(capsys):
     (["train", "--hidden-dims", "4x"], "--hidden-dims"),
     (["train", "--out", "/proc/version/run"], "--out"),
     (["train", "--resume", "/nonexistent/run"], "--resume"),
+    (["train", "--binarize", "dynamic", "--likelihood", "gaussian"], "binarize"),
+    (["train", "--n-validation", "-5"], "n_validation"),
     (["evaluate", "/nonexistent/run"], "config.json"),
     (["evaluate", ".", "--k", "0"], "--k"),
     (["frobnicate"], "invalid choice"),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scratchvae import checkpoint
-from scratchvae.train import TrainConfig, TrainingError, build_model, train
+from scratchvae.train import TrainConfig, TrainingError, build_model, load_data, train
 
 pytestmark = pytest.mark.usefixtures("data_dir")
 
@@ -82,7 +82,22 @@ def test_diverging_loss_stops_and_keeps_last_checkpoint(tmp_path):
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", 0.0),
                                           ("lr", -1.0), ("dataset", "cifar"),
                                           ("optimizer", "rmsprop"), ("binarize", "yes"),
-                                          ("latent_dim", 0), ("beta", -1.0)])
+                                          ("latent_dim", 0), ("beta", -1.0),
+                                          ("n_validation", -1)])
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value}).validate()
+
+
+def test_binarizing_needs_the_bernoulli_likelihood():
+    with pytest.raises(ValueError, match="binarize"):
+        TrainConfig(binarize="dynamic", likelihood="gaussian").validate()
+
+
+def test_validation_split_is_held_out_and_reported(tmp_path):
+    config = TrainConfig(epochs=1, n_validation=100, binarize="dynamic", **SMALL)
+    metrics = train(config, tmp_path, quiet=True)
+    assert metrics["val_loss"] > 0
+    _, x_train, x_val, x_test, _ = load_data(config)
+    assert x_train.shape == (500, 784) and x_val.shape == (100, 784)
+    assert set(np.unique(x_val)) <= {0.0, 1.0} and set(np.unique(x_test)) <= {0.0, 1.0}
