@@ -182,12 +182,13 @@ def _writable_dir(path: Path, option: str) -> Path:
 
 
 def _cmd_train(args) -> int:
-    from .train import train
+    from .train import build_model, train
 
     config = _train_config(args)
     try:
         config.validate()
-    except ValueError as err:
+        build_model(config, input_dim=1)  # the model's own checks, before any data is read
+    except (ValueError, ImportError, RuntimeError) as err:  # bad value, or no GPU for cupy
         raise UsageError(f"scratchvae train: error: {err}") from None
     run_dir = _writable_dir(Path(args.resume or config.out), "--resume" if args.resume
                             else "--out")

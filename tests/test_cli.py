@@ -70,6 +70,8 @@ def test_gradcheck_command_passes(capsys):
     (["train", "--resume", "/nonexistent/run"], "--resume"),
     (["train", "--binarize", "dynamic", "--likelihood", "gaussian"], "binarize"),
     (["train", "--n-validation", "-5"], "n_validation"),
+    (["train", "--free-bits", "0.5", "--estimator", "A"], "free_bits"),
+    (["train", "--sigma-dec", "-1", "--likelihood", "gaussian"], "sigma_dec"),
     (["evaluate", "/nonexistent/run"], "config.json"),
     (["evaluate", ".", "--k", "0"], "--k"),
     (["frobnicate"], "invalid choice"),
@@ -105,3 +107,13 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     command = 'pip install -e ".[test]" && python -m pytest'
     assert command in readme and command in ci
+
+
+def test_cupy_without_a_gpu_is_one_line(capsys):
+    from importlib.util import find_spec
+
+    if find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed here; this checks the message when it is absent")
+    assert main(["train", "--backend", "cupy"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "pip install" in err
