@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from .backend import asarray, backend_name, get_namespace
+from .backend import asarray, get_namespace
 
 
 class Generator:
@@ -106,7 +106,3 @@ class Generator:
     def __repr__(self) -> str:
         return f"Generator(backend={self.backend!r}, device={self.device!r})"
 
-
-def generator_for(xp, seed: int, device=None) -> Generator:
-    """A :class:`Generator` on ``xp``'s backend (convenience for functional code)."""
-    return Generator(seed, backend_name(xp), device)
