@@ -12,7 +12,7 @@ from __future__ import annotations
 from .activations import ACTIVATIONS
 from .decoder import LIKELIHOODS, Decoder, check_sigma_dec
 from .layers import INITS, mlp
-from .model import Model, check_choice, check_int
+from .model import Model, check_choice, check_int, on_model_device
 from .vae import LossResult
 
 
@@ -22,8 +22,8 @@ class AE(Model):
     def __init__(self, input_dim: int, hidden_dims=(400,), latent_dim: int = 20,
                  likelihood: str = "bernoulli", activation: str = "relu",
                  sigma_dec=1.0, init: str = "pytorch", backend: str = "numpy",
-                 dtype: str = "float32", seed: int = 0):
-        super().__init__(input_dim, backend, dtype, seed)
+                 dtype: str = "float32", seed: int = 0, device=None):
+        super().__init__(input_dim, backend, dtype, seed, device)
         self.hidden_dims = tuple(check_int(h, "hidden_dims entries") for h in hidden_dims)
         self.latent_dim = check_int(latent_dim, "latent_dim")
         self.likelihood = check_choice(likelihood, "likelihood", LIKELIHOODS)
@@ -43,18 +43,21 @@ class AE(Model):
                 raise ValueError("x must lie in [0, 1] for likelihood='bernoulli'")
         return x
 
+    @on_model_device
     def encode(self, x):
         """x: (n, D) -> codes z: (n, latent_dim)."""
         x = self._check_x(x, True)
         self._cache = None
         return self.encoder.forward(x)
 
+    @on_model_device
     def decode(self, z):
         """z: (n, latent_dim) -> logits, or ``(mean, logvar)`` as :meth:`VAE.decode`."""
         z = self._check_array(z, "z", (None, self.latent_dim))
         self._cache = None
         return self.decoder.split(self.decoder.forward(z))
 
+    @on_model_device
     def sample(self, n: int, z=None):
         """Decoder means at z ~ N(0, I) (or given z): what a VAE-style sampler would give."""
         n = check_int(n, "n")
@@ -64,10 +67,12 @@ class AE(Model):
         self._cache = None
         return self.decoder.mean(self.decoder.forward(z))
 
+    @on_model_device
     def reconstruct(self, x):
         """Decoder mean at the code of x: (n, D)."""
         return self.decoder.mean(self.decoder.forward(self.encode(x)))
 
+    @on_model_device
     def loss(self, x, check_values: bool = True) -> LossResult:
         """Reconstruction loss :math:`-\\log p(x | f(x))` averaged over the batch."""
         xp = self.xp
@@ -80,6 +85,7 @@ class AE(Model):
         zero = xp.zeros((), dtype=self.dtype, device=self.device)
         return LossResult(recon, recon, zero, None, None, z)
 
+    @on_model_device
     def backward(self) -> None:
         """Gradients of the last :meth:`loss` into :attr:`grads`."""
         n, c_px = self._backward_cache()

@@ -8,36 +8,64 @@ would refuse (implicit host copies, mixed devices, NumPy-only functions).
 
 Host <-> device conversion happens only here, explicitly, at the edges:
 :func:`asarray` puts host data on a backend's device, :func:`to_numpy` brings it back.
+
+Everything that knows about CuPy in particular lives in this module and in
+:mod:`scratchvae.rng`: finding the GPU (:func:`get_namespace`, :func:`normalize_device`),
+the device context CuPy needs for allocations (:func:`on_device`), and the fused update
+kernels of the optimizers (:func:`fused_kernel`). The rest of the package is written
+against the array API alone, which is what the ``array_api_strict`` test runs prove.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
+import operator
 
 import numpy as np
-from array_api_compat import array_namespace, device, is_array_api_obj, is_cupy_namespace
+from array_api_compat import (
+    array_namespace,
+    device,
+    is_array_api_obj,
+    is_cupy_namespace,
+    to_device,
+)
 
 BACKENDS = ("numpy", "cupy", "array_api_strict")
 DTYPES = ("float32", "float64")
+_STRICT_DEVICES = ("CPU_DEVICE", "device1", "device2")
 
-_CUPY_HINT = (
-    "the 'cupy' backend needs CuPy and an NVIDIA GPU: install the wheel matching "
-    "your CUDA toolkit, e.g. `pip install 'scratchvae[gpu]'` (CUDA 12, cupy-cuda12x) "
-    "or `pip install cupy-cuda13x` (CUDA 13)"
+CUPY_INSTALL = (
+    "install CuPy for your CUDA version with its CUDA libraries: "
+    "`pip install 'scratchvae[gpu]'` (CUDA 12: cupy-cuda12x[ctk]) or "
+    "`pip install 'cupy-cuda13x[ctk]'` (CUDA 13)"
 )
 
 __all__ = [
     "BACKENDS",
     "DTYPES",
+    "BackendUnavailableError",
     "array_namespace",
     "asarray",
     "check_backend",
     "default_device",
     "device",
+    "fused_kernel",
     "get_dtype",
     "get_namespace",
+    "normalize_device",
+    "on_device",
     "to_numpy",
 ]
+
+
+class BackendUnavailableError(ImportError, RuntimeError):
+    """A backend that cannot run here (CuPy missing, no GPU, no CUDA driver or libraries).
+
+    Its message is one line that names the fix. It is an ``ImportError`` (CuPy is not
+    importable) and a ``RuntimeError`` (CUDA is not usable), so either ``except`` works.
+    """
 
 
 def check_backend(backend: str) -> str:
@@ -51,7 +79,9 @@ def get_namespace(backend: str):
     """The array namespace ``xp`` for a backend name.
 
     ``"numpy"`` and ``"cupy"`` are wrapped by array-api-compat so that all three
-    backends speak the same standard API.
+    backends speak the same standard API. For ``"cupy"`` this also checks, once per
+    process, that a GPU is visible and that CUDA can compile and run a kernel; if not,
+    it raises :class:`BackendUnavailableError` with one line naming the fix.
     """
     check_backend(backend)
     if backend == "numpy":
@@ -60,19 +90,47 @@ def get_namespace(backend: str):
         return xp
     if backend == "array_api_strict":
         return importlib.import_module("array_api_strict")
-    try:
-        import cupy
-    except ImportError as err:
-        raise ImportError(_CUPY_HINT) from err
-    try:
-        n_gpus = cupy.cuda.runtime.getDeviceCount()
-    except Exception as err:  # CUDA driver missing or broken
-        raise RuntimeError(f"{_CUPY_HINT}; CUDA reports: {err}") from err
-    if n_gpus < 1:
-        raise RuntimeError(f"{_CUPY_HINT}; no GPU is visible")
+    _check_cupy()
     import array_api_compat.cupy as xp
 
     return xp
+
+
+@functools.cache
+def _check_cupy() -> None:
+    """Import CuPy, find a GPU and run one compiled kernel; raise one clear line if not.
+
+    Cached: a process finds out once whether its GPU works.
+    """
+    try:
+        import cupy
+    except ImportError as err:
+        raise BackendUnavailableError(
+            f"the 'cupy' backend needs CuPy and an NVIDIA GPU, but CuPy is not "
+            f"installed ({err}); {CUPY_INSTALL}") from None
+    try:
+        n_gpus = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # no driver, or a driver too old for this CuPy
+        raise BackendUnavailableError(
+            f"the 'cupy' backend needs an NVIDIA GPU with a working driver, but CUDA "
+            f"reports: {_one_line(err)}; check `nvidia-smi`, and that the CuPy wheel "
+            f"matches the driver's CUDA version ({CUPY_INSTALL})") from None
+    if n_gpus < 1:
+        raise BackendUnavailableError(
+            "the 'cupy' backend needs an NVIDIA GPU, but CUDA sees none; check "
+            "`nvidia-smi` and CUDA_VISIBLE_DEVICES")
+    try:  # an elementwise kernel is compiled by NVRTC the first time it runs
+        float((cupy.arange(4, dtype=cupy.float32) * 0.5).sum())
+    except Exception as err:
+        raise BackendUnavailableError(
+            f"CuPy sees {n_gpus} GPU(s) but cannot compile or run a kernel "
+            f"({type(err).__name__}: {_one_line(err)}); the CUDA libraries (NVRTC, "
+            f"cuRAND, cuBLAS) are probably missing: {CUPY_INSTALL}") from None
+
+
+def _one_line(err) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def backend_name(xp) -> str:
@@ -96,6 +154,68 @@ def default_device(xp):
     return device(xp.empty(0))
 
 
+def normalize_device(backend: str, dev=None):
+    """The device object of ``backend`` that ``dev`` names (``None``: the default).
+
+    * ``"numpy"``: ``None`` or ``"cpu"``.
+    * ``"array_api_strict"``: ``None``, a device name such as ``"device1"``, or an
+      ``array_api_strict.Device``.
+    * ``"cupy"``: ``None`` (the current GPU), a GPU index ``int`` or a
+      ``cupy.cuda.Device``; the result is always a ``cupy.cuda.Device``, so it compares
+      equal to the ``.device`` of the arrays allocated on it.
+
+    Raises ``ValueError`` naming the devices there are.
+    """
+    xp = get_namespace(backend)
+    if dev is None:
+        return default_device(xp)
+    if backend == "numpy":
+        if dev != "cpu":
+            raise ValueError(f"device for backend 'numpy' must be None or 'cpu', got {dev!r}")
+        return "cpu"
+    if backend == "array_api_strict":
+        if isinstance(dev, xp.Device):
+            return dev
+        if dev not in _STRICT_DEVICES:
+            raise ValueError(f"device for backend 'array_api_strict' must be one of "
+                             f"{_STRICT_DEVICES}, got {dev!r}")
+        return xp.Device(dev)
+    import cupy
+
+    if isinstance(dev, cupy.cuda.Device):
+        index = dev.id
+    else:
+        try:
+            index = operator.index(dev)
+        except TypeError:
+            raise ValueError(f"device for backend 'cupy' must be a GPU index or a "
+                             f"cupy.cuda.Device, got {dev!r}") from None
+    n_gpus = cupy.cuda.runtime.getDeviceCount()
+    if not 0 <= index < n_gpus:
+        raise ValueError(f"device {index} does not exist: CUDA sees {n_gpus} GPU(s), "
+                         f"numbered 0 to {n_gpus - 1}")
+    return cupy.cuda.Device(index)
+
+
+def device_label(dev):
+    """A JSON-friendly name of a device (for configs and checkpoints): the GPU index on
+    CuPy, the device's text elsewhere."""
+    return int(dev.id) if hasattr(dev, "id") else str(dev)
+
+
+def on_device(xp, dev):
+    """A context manager under which ``xp`` allocates and runs on ``dev``.
+
+    CuPy allocates on its *current* GPU whatever ``device=`` says (array-api-compat
+    ignores the argument for CuPy), and launches kernels there, so every method that
+    allocates or computes runs under ``with on_device(model.xp, model.device):``. The
+    other backends need nothing.
+    """
+    if is_cupy_namespace(xp):
+        return dev  # a cupy.cuda.Device is its own context manager
+    return contextlib.nullcontext()
+
+
 def to_numpy(x) -> np.ndarray:
     """Copy an array of any backend to a host NumPy array (an explicit edge crossing)."""
     if isinstance(x, np.ndarray):
@@ -116,10 +236,44 @@ def asarray(x, xp, dtype=None, device=None):
     """
     if is_array_api_obj(x) and not isinstance(x, np.ndarray):
         if array_namespace(x) is xp:  # already on this backend: at most a device move
-            return xp.asarray(xp.astype(x, dtype) if dtype is not None else x, device=device)
+            if dtype is not None:
+                x = xp.astype(x, dtype, copy=False)
+            return x if device is None else to_device(x, device)
         x = to_numpy(x)  # an array of another backend goes through the host
     if backend_name(xp) == "array_api_strict":
         # The strict library only accepts host data on its default (CPU) device.
         host = xp.asarray(np.asarray(x), dtype=dtype)
         return host if device is None else xp.asarray(host, device=device)
     return xp.asarray(x, dtype=dtype, device=device)
+
+
+# ---- fused update kernels (CuPy only) ------------------------------------------------
+# An optimizer step written as array operations is one kernel launch per operation (13
+# for Adam); on a GPU, where this model's steps are launch-bound, each is worth fusing
+# into one pass. The formulas are exactly those of the plain versions in optim.py.
+_CUPY_KERNELS = {
+    # Adam with scaled moments (see scratchvae.optim.Adam): c and eps_s are per-step scalars
+    "adam": ("T g, T beta1, T beta2, T c, T eps_s", "T p, T m, T v",
+             "m = beta1 * m + g; v = beta2 * v + g * g; p -= c * m / (sqrt(v) + eps_s);"),
+    # Adagrad: G += g^2; p -= lr g / (sqrt(G) + eps)
+    "adagrad": ("T g, T lr, T eps", "T p, T G",
+                "G += g * g; p -= lr * g / (sqrt(G) + eps);"),
+}
+
+
+def fused_kernel(xp, name: str):
+    """The fused CuPy kernel ``name`` (``"adam"``, ``"adagrad"``) for ``xp``, or ``None``
+    when ``xp`` is not CuPy (the caller then runs its plain array operations)."""
+    if name not in _CUPY_KERNELS:
+        raise ValueError(f"name must be one of {tuple(_CUPY_KERNELS)}, got {name!r}")
+    if not is_cupy_namespace(xp):
+        return None
+    return _cupy_kernel(name)
+
+
+@functools.cache
+def _cupy_kernel(name: str):
+    import cupy
+
+    in_params, out_params, body = _CUPY_KERNELS[name]
+    return cupy.ElementwiseKernel(in_params, out_params, body, f"scratchvae_{name}")

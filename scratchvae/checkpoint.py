@@ -4,6 +4,11 @@ A checkpoint holds the parameters, the optimizer's state, the generator's state,
 run configuration and the epoch, as plain arrays and JSON strings, so loading one can
 never execute code. Files are written atomically (temporary file, then rename): an
 interrupted save leaves the previous checkpoint intact.
+
+Checkpoints are portable: everything is stored as host NumPy arrays, so a checkpoint
+written on a GPU loads into a CPU model and the reverse. Parameters and optimizer state
+carry over exactly (in the model's dtype); the generator's state restores exactly on the
+same kind of generator and is re-seeded from it otherwise (see :mod:`scratchvae.rng`).
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import asarray, to_numpy
+from .backend import asarray, device_label, on_device, to_numpy
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: generator state tagged with its kind; where it was written
 
 
 class CheckpointError(ValueError):
@@ -46,6 +51,8 @@ def save(path, model, optimizer, epoch: int, config: dict) -> None:
         "param_shapes": np.array(json.dumps({k: list(s) for k, s in model.params.shapes.items()})),
         "params": to_numpy(model.params.flat),
         "rng_state": np.array(model.rng.get_state()),
+        "written_on": np.array(json.dumps({"backend": model.backend,
+                                           "device": device_label(model.device)})),
         "optimizer": np.array(type(optimizer).__name__),
         "optimizer_t": np.array(optimizer.t),
     }
@@ -71,6 +78,8 @@ def read(path) -> dict:
             "rng_state": str(raw["rng_state"]),
             "optimizer": str(raw["optimizer"]),
             "optimizer_t": int(raw["optimizer_t"]),
+            "written_on": (json.loads(str(raw["written_on"])) if "written_on" in raw
+                           else {"backend": "numpy", "device": "cpu"}),
             "optimizer_state": {k.split(".", 1)[1]: v for k, v in raw.items()
                                 if k.startswith("optimizer_state.")},
         }
@@ -94,16 +103,20 @@ def restore(path, model, optimizer=None) -> dict:
             f"checkpoint {path} holds another architecture: parameters "
             f"{_describe(ckpt['param_shapes'])}, but the model has "
             f"{_describe(model.params.shapes)}")
-    model.params.flat[...] = asarray(ckpt["params"], model.xp, dtype=model.dtype,
-                                     device=model.device)
-    model.rng.set_state(ckpt["rng_state"])
-    if optimizer is not None:
-        if ckpt["optimizer"] != type(optimizer).__name__:
-            raise CheckpointError(f"checkpoint {path} was written with optimizer "
-                                  f"{ckpt['optimizer']}, not {type(optimizer).__name__}")
-        state = {k: asarray(v, model.xp, dtype=model.dtype, device=model.device)
-                 for k, v in ckpt["optimizer_state"].items()}
-        optimizer.load_state_dict({"t": ckpt["optimizer_t"], **state})
+    if optimizer is not None and ckpt["optimizer"] != type(optimizer).__name__:
+        raise CheckpointError(f"checkpoint {path} was written with optimizer "
+                              f"{ckpt['optimizer']}, not {type(optimizer).__name__}")
+    try:
+        model.rng.set_state(ckpt["rng_state"])
+    except ValueError as err:
+        raise CheckpointError(f"checkpoint {path}: {err}") from None
+    with on_device(model.xp, model.device):
+        model.params.flat[...] = asarray(ckpt["params"], model.xp, dtype=model.dtype,
+                                         device=model.device)
+        if optimizer is not None:
+            state = {k: asarray(v, model.xp, dtype=model.dtype, device=model.device)
+                     for k, v in ckpt["optimizer_state"].items()}
+            optimizer.load_state_dict({"t": ckpt["optimizer_t"], **state})
     return ckpt
 
 

@@ -62,6 +62,13 @@ def _sigma(text: str):
             f"expected a positive number or 'learned', got {text!r}") from None
 
 
+def _device_options(parser) -> None:
+    parser.add_argument("--backend", choices=("numpy", "cupy"), help="where to load the "
+                        "model (default: where it was trained); a GPU run loads on the CPU "
+                        "with --backend numpy")
+    parser.add_argument("--device", type=int, help="GPU index for --backend cupy")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="scratchvae", description="Train and inspect variational autoencoders "
                 "written from scratch (Kingma & Welling 2014).")
@@ -75,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", help="folder holding mnist/, fashion-mnist/, frey/ "
                    "(default: $SCRATCHVAE_DATA, then a per-user cache; missing files "
                    "are downloaded)")
-    t.add_argument("--backend", choices=("numpy", "cupy"))
+    t.add_argument("--backend", choices=("numpy", "cupy"),
+                   help="numpy (CPU, default) or cupy (NVIDIA GPU); with --resume, "
+                   "continue a run on another device")
+    t.add_argument("--device", type=int, help="GPU index for --backend cupy (default: "
+                   "the current GPU, 0 unless CUDA_VISIBLE_DEVICES says otherwise)")
     t.add_argument("--dtype", choices=("float32", "float64"))
     t.add_argument("--seed", type=int)
     t.add_argument("--out", help="run directory (default: runs/<dataset>-<time>)")
@@ -114,18 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="test ELBO, importance-weighted log p(x), "
                        "active units of a trained run")
     e.add_argument("run_dir")
+    _device_options(e)
     e.add_argument("--k", type=int, default=5000, help="importance samples (default 5000)")
     e.add_argument("--n-test", type=int, help="evaluate the first N test images only")
     e.add_argument("--data-dir")
 
     s = sub.add_parser("sample", help="decode samples from the prior into a PNG grid")
     s.add_argument("run_dir")
+    _device_options(s)
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="PNG path (default RUN_DIR/samples.png)")
 
     pl = sub.add_parser("plot", help="write all pictures of a trained run")
     pl.add_argument("run_dir")
+    _device_options(pl)
     pl.add_argument("--data-dir")
 
     g = sub.add_parser("gradcheck", help="check the hand-written gradients of a small "
@@ -158,6 +172,7 @@ def _train_config(args) -> TrainConfig:
         config = TrainConfig.from_json(json.loads(path.read_text()))
         if args.epochs is not None:
             config.epochs = args.epochs
+        _move_config(config, args.backend, args.device)
         return config
     fields = {k: v for k, v in vars(args).items()
               if k in TrainConfig.__dataclass_fields__ and v is not None}
@@ -167,6 +182,24 @@ def _train_config(args) -> TrainConfig:
     if config.out is None:
         config.out = str(Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     return config
+
+
+def _move_config(config: TrainConfig, backend, device) -> None:
+    """Put a stored run's configuration on another backend or device, if asked."""
+    if backend is not None and backend != config.backend:
+        config.backend, config.device = backend, None
+    if device is not None:
+        config.device = device
+
+
+def _build(config: TrainConfig, input_dim: int, command: str):
+    """The model of ``config``; a bad value or a missing GPU is a usage error (exit 2)."""
+    from .train import build_model
+
+    try:
+        return build_model(config, input_dim)
+    except (ValueError, ImportError, RuntimeError) as err:  # bad value, or no GPU for cupy
+        raise UsageError(f"scratchvae {command}: error: {err}") from None
 
 
 def _writable_dir(path: Path, option: str) -> Path:
@@ -182,21 +215,21 @@ def _writable_dir(path: Path, option: str) -> Path:
 
 
 def _cmd_train(args) -> int:
-    from .train import build_model, train
+    from .train import train
 
     config = _train_config(args)
     try:
         config.validate()
-        build_model(config, input_dim=1)  # the model's own checks, before any data is read
-    except (ValueError, ImportError, RuntimeError) as err:  # bad value, or no GPU for cupy
+    except ValueError as err:
         raise UsageError(f"scratchvae train: error: {err}") from None
+    _build(config, 1, "train")  # the model's own checks, before any data is read
     run_dir = _writable_dir(Path(args.resume or config.out), "--resume" if args.resume
                             else "--out")
     if not args.quiet:
         print(f"training a {config.likelihood} VAE on {config.dataset} -> {run_dir}")
     metrics = train(config, run_dir, resume=bool(args.resume), quiet=args.quiet)
     if not args.no_plots:
-        written = _write_plots(run_dir, config.data_dir)
+        written = _write_plots(run_dir, config.data_dir, config.backend, config.device)
         if not args.quiet:
             print("wrote " + ", ".join(p.name for p in written))
     if metrics:
@@ -204,9 +237,9 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _load_run(run_dir, data_dir=None):
+def _load_run(run_dir, data_dir=None, backend=None, device=None, command="plot"):
     from . import checkpoint
-    from .train import TrainConfig, build_model, load_data
+    from .train import TrainConfig, load_data
 
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
@@ -215,17 +248,19 @@ def _load_run(run_dir, data_dir=None):
     config = TrainConfig.from_json(json.loads(path.read_text()))
     if data_dir is not None:
         config.data_dir = data_dir
+    _move_config(config, backend, device)
+    _build(config, 1, command)  # a missing GPU is reported before the data are read
     ds, _, _, x_test, y_test = load_data(config, progress=False)
-    model = build_model(config, x_test.shape[1])
+    model = _build(config, x_test.shape[1], command)
     checkpoint.restore(run_dir / "checkpoint.npz", model)
     return config, ds, model, x_test, y_test
 
 
-def _write_plots(run_dir, data_dir=None) -> list:
+def _write_plots(run_dir, data_dir=None, backend=None, device=None) -> list:
     from . import plots
 
     run_dir = Path(run_dir)
-    _, ds, model, x_test, y_test = _load_run(run_dir, data_dir)
+    _, ds, model, x_test, y_test = _load_run(run_dir, data_dir, backend, device)
     shape = ds.image_shape
     written = [run_dir / "reconstructions.png", run_dir / "samples.png",
                run_dir / "latent.png", run_dir / "curves.png"]
@@ -246,7 +281,8 @@ def _cmd_evaluate(args) -> int:
 
     if args.k < 1:
         raise UsageError(f"scratchvae evaluate: error: --k must be >= 1, got {args.k}")
-    _, _, model, x_test, _ = _load_run(args.run_dir, args.data_dir)
+    _, _, model, x_test, _ = _load_run(args.run_dir, args.data_dir, args.backend, args.device,
+                                       "evaluate")
     if args.n_test is not None:
         if args.n_test < 1:
             raise UsageError("scratchvae evaluate: error: --n-test must be >= 1")
@@ -270,7 +306,7 @@ def _cmd_sample(args) -> int:
 
     if args.n < 1:
         raise UsageError(f"scratchvae sample: error: --n must be >= 1, got {args.n}")
-    _, ds, model, _, _ = _load_run(args.run_dir)
+    _, ds, model, _, _ = _load_run(args.run_dir, None, args.backend, args.device, "sample")
     from .rng import Generator
 
     model.rng = Generator(args.seed, model.backend, model.device)
@@ -282,7 +318,7 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    written = _write_plots(args.run_dir, args.data_dir)
+    written = _write_plots(args.run_dir, args.data_dir, args.backend, args.device)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

@@ -1,10 +1,12 @@
 """Evaluating a trained VAE: the test ELBO, the importance-weighted log-likelihood and
 the number of active latent units.
 
-Every function takes host data, a NumPy float array ``x`` of shape (N, D), walks
-through it in minibatches (each moved to the model's device with
-:meth:`~scratchvae.model.Model.asarray`) and returns Python numbers or host NumPy
-arrays, so the same call works on every backend.
+Every function takes a data set ``x`` of shape (N, D), either host data (a NumPy float
+array, moved to the model's device minibatch by minibatch with
+:meth:`~scratchvae.model.Model.asarray`) or an array already on the model's backend,
+device and dtype (which a training loop copies there once), walks through it in
+minibatches, keeps the running sums on the device, and returns Python numbers or host
+NumPy arrays, so the same call works on every backend.
 
 These functions run forward passes that overwrite the caches of the model's layers,
 so they clear ``model._cache``: a ``model.backward()`` after an evaluation raises
@@ -24,7 +26,7 @@ import math
 
 import numpy as np
 
-from .backend import array_namespace, to_numpy
+from .backend import array_namespace, on_device, to_numpy
 from .likelihoods import gaussian_logpdf_forward, std_normal_logpdf_forward
 from .model import Model, check_int
 from .reparam import reparameterize_forward
@@ -41,11 +43,16 @@ def _check_model(model, vae_only: bool = True):
     return model
 
 
-def _check_host_x(model, x):
-    """``x`` must be a host floating NumPy array of shape (N, D), N >= 1."""
+def _check_data(model, x):
+    """``x`` must be host floating data (a NumPy array) of shape (N, D), N >= 1, or an
+    array of shape (N, D) on the model's backend, device and dtype."""
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"x must be a host NumPy array of shape (N, {model.input_dim}), got "
-                        f"{type(x).__name__}; bring device arrays back with scratchvae.to_numpy")
+        try:
+            array_namespace(x)
+        except TypeError:
+            raise TypeError(f"x must be a host NumPy array of shape (N, {model.input_dim}) or "
+                            f"an array on the model's device, got {type(x).__name__}") from None
+        return model._check_array(x, "x", (None, model.input_dim), check_finite=False)
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"x must be a floating array, got dtype {x.dtype}; "
                         f"scale integer images to [0, 1] first")
@@ -55,10 +62,11 @@ def _check_host_x(model, x):
     return x
 
 
-def _batches(x, batch_size: int):
-    """Consecutive slices of at most ``batch_size`` rows of the host array ``x``."""
+def _batches(model, x, batch_size: int):
+    """Consecutive minibatches of at most ``batch_size`` rows of ``x``, on the model's
+    device (host rows are copied there one minibatch at a time)."""
     for start in range(0, x.shape[0], batch_size):
-        yield x[start:start + batch_size]
+        yield model.asarray(x[start:start + batch_size])
 
 
 def elbo(model, x, batch_size: int = 1000, n_samples: int = 1) -> dict:
@@ -75,8 +83,8 @@ def elbo(model, x, batch_size: int = 1000, n_samples: int = 1) -> dict:
     Parameters
     ----------
     model : VAE
-    x : ndarray, shape (N, D)
-        Host data.
+    x : array, shape (N, D)
+        Host data, or data on the model's device.
     batch_size : int
     n_samples : int
         Samples L of z per example.
@@ -87,19 +95,20 @@ def elbo(model, x, batch_size: int = 1000, n_samples: int = 1) -> dict:
     model's ``beta`` and ``free_bits``), ``recon`` and ``kl``.
     """
     model = _check_model(model)
-    x = _check_host_x(model, x)
+    x = _check_data(model, x)
     batch_size = check_int(batch_size, "batch_size")
     n_samples = check_int(n_samples, "n_samples")
-    recon = kl = 0.0
+    recon = kl = 0.0  # running sums, on the device after the first batch
     try:
-        for xb in _batches(x, batch_size):
-            res = model.loss(model.asarray(xb), n_samples=n_samples)
-            recon += float(res.recon) * xb.shape[0]
-            kl += float(res.kl) * xb.shape[0]
+        for xb in _batches(model, x, batch_size):
+            res = model.loss(xb, n_samples=n_samples)
+            recon = recon + res.recon * xb.shape[0]
+            kl = kl + res.kl * xb.shape[0]
     finally:
         model._cache = None
     n = x.shape[0]
-    return dict(loss=(recon + kl) / n, recon=recon / n, kl=kl / n)
+    recon, kl = float(recon) / n, float(kl) / n  # the one device -> host copy
+    return dict(loss=recon + kl, recon=recon, kl=kl)
 
 
 def _logsumexp(a):
@@ -159,8 +168,8 @@ def log_likelihood(model, x, k: int = 5000, batch_size: int = 100,
     Parameters
     ----------
     model : VAE
-    x : ndarray, shape (N, D)
-        Host data.
+    x : array, shape (N, D)
+        Host data, or data on the model's device.
     k : int
         Number K of importance samples per example (Burda et al. use 5000).
     batch_size : int
@@ -176,18 +185,19 @@ def log_likelihood(model, x, k: int = 5000, batch_size: int = 100,
         deviation over examples divided by :math:`\\sqrt N` (``nan`` for N = 1).
     """
     model = _check_model(model)
-    x = _check_host_x(model, x)
+    x = _check_data(model, x)
     k = check_int(k, "k")
     batch_size = check_int(batch_size, "batch_size")
     k_batch = check_int(k_batch, "k_batch")
     parts = []
     try:
-        for xb in _batches(x, batch_size):
-            xb = model._check_x(model.asarray(xb), True)
-            parts.append(to_numpy(_iw_log_likelihood(model, xb, k, k_batch)))
+        with on_device(model.xp, model.device):
+            for xb in _batches(model, x, batch_size):
+                xb = model._check_x(xb, True)
+                parts.append(_iw_log_likelihood(model, xb, k, k_batch))
+            ll = to_numpy(model.xp.concat(parts)).astype(np.float64)
     finally:
         model._cache = None
-    ll = np.concatenate(parts).astype(np.float64)
     n = ll.shape[0]
     stderr = float(np.std(ll, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
     return float(np.mean(ll)), stderr
@@ -202,8 +212,8 @@ def latent_means(model, x, batch_size: int = 1000) -> np.ndarray:
     Parameters
     ----------
     model : VAE or AE
-    x : ndarray, shape (N, D)
-        Host data.
+    x : array, shape (N, D)
+        Host data, or data on the model's device.
     batch_size : int
 
     Returns
@@ -211,13 +221,14 @@ def latent_means(model, x, batch_size: int = 1000) -> np.ndarray:
     ndarray, shape (N, latent_dim), in the model's dtype
     """
     model = _check_model(model, vae_only=False)
-    x = _check_host_x(model, x)
+    x = _check_data(model, x)
     batch_size = check_int(batch_size, "batch_size")
     parts = []
-    for xb in _batches(x, batch_size):
-        codes = model.encode(model.asarray(xb))
-        parts.append(to_numpy(codes[0] if isinstance(model, VAE) else codes))
-    return np.concatenate(parts)
+    for xb in _batches(model, x, batch_size):
+        codes = model.encode(xb)
+        parts.append(codes[0] if isinstance(model, VAE) else codes)
+    with on_device(model.xp, model.device):
+        return to_numpy(model.xp.concat(parts))
 
 
 def active_units(model, x, threshold: float = 0.01,
@@ -235,8 +246,8 @@ def active_units(model, x, threshold: float = 0.01,
     Parameters
     ----------
     model : VAE
-    x : ndarray, shape (N, D)
-        Host data.
+    x : array, shape (N, D)
+        Host data, or data on the model's device.
     threshold : float
         Burda et al. use 0.01.
     batch_size : int

@@ -3,6 +3,7 @@ and the checks that turn bad input into clear errors."""
 
 from __future__ import annotations
 
+import functools
 import operator
 
 from .backend import (
@@ -10,10 +11,11 @@ from .backend import (
     asarray,
     backend_name,
     check_backend,
-    default_device,
     device,
     get_dtype,
     get_namespace,
+    normalize_device,
+    on_device,
     to_numpy,
 )
 from .parameters import Parameters
@@ -38,23 +40,39 @@ def check_choice(value, name: str, choices) -> str:
     return value
 
 
+def on_model_device(method):
+    """Run a model method with the model's device current (CuPy allocates there)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with on_device(self.xp, self.device):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Model:
     """Base class: owns the flat parameter/gradient buffers and the generator.
 
     Subclasses list their layers in ``self.modules`` and extra parameter shapes in
     ``extra_shapes``, then call :meth:`_build`.
+
+    A model is always built on the host: its initial parameters are drawn with NumPy's
+    PCG64 from ``seed`` and then moved to ``backend`` and ``device``, so the same seed
+    gives bit-identical initial parameters on the CPU and on every GPU. (The noise drawn
+    during training comes from the backend's own generator, see :mod:`scratchvae.rng`.)
     """
 
-    def __init__(self, input_dim: int, backend: str, dtype: str, seed: int):
+    def __init__(self, input_dim: int, backend: str, dtype: str, seed: int, device=None):
         self.input_dim = check_int(input_dim, "input_dim")
         check_backend(backend)
-        self.xp = get_namespace(backend)
-        self.backend = backend
+        # the target first: a missing GPU or a bad device fails before any work is done
+        self._target = (backend, normalize_device(backend, device))
+        self.xp = get_namespace("numpy")
+        self.backend, self.device = "numpy", "cpu"
         self.dtype_name = dtype
         self.dtype = get_dtype(self.xp, dtype)
-        self.device = default_device(self.xp)
         self.seed = check_int(seed, "seed", minimum=0)
-        self.rng = Generator(self.seed, backend, self.device)
+        self.rng = Generator(self.seed)
         self._cache = None
 
     # ---- parameters -------------------------------------------------------------
@@ -69,7 +87,11 @@ class Model:
         self._bind()
         for m in modules:
             m.initialize(self.rng)
+        if self._target[0] != "numpy":
+            self.to(*self._target)
+        del self._target
 
+    @on_model_device
     def _bind(self) -> None:
         for m in self.modules:
             m.bind(self._params, self._grads)
@@ -91,12 +113,14 @@ class Model:
     def to(self, backend: str, device=None):
         """Move parameters, gradients and generator to ``backend`` (and ``device``).
 
-        Returns ``self``. Arrays made before the move stay where they were; convert
-        data with :meth:`asarray`.
+        ``device``: ``None`` (the backend's default), a GPU index or ``cupy.cuda.Device``
+        for ``"cupy"``, a device (name) of ``"array_api_strict"``. Returns ``self``.
+        Arrays made before the move stay where they were; convert data with
+        :meth:`asarray`.
         """
         check_backend(backend)
         xp = get_namespace(backend)
-        device = default_device(xp) if device is None else device
+        device = normalize_device(backend, device)
         self._params = self._params.to(xp, device)
         self._grads = self._grads.to(xp, device)
         self.xp, self.backend, self.device = xp, backend, device

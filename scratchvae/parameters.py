@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from .backend import array_namespace, asarray, to_numpy
+from .backend import array_namespace, asarray, device, on_device, to_numpy
 
 
 class Parameters(Mapping):
@@ -43,7 +43,8 @@ class Parameters(Mapping):
     def zeros(cls, shapes: dict, xp, dtype, device=None) -> Parameters:
         """A zero-filled buffer for ``shapes`` on ``xp``'s ``device``."""
         size = sum(math.prod(s) for s in shapes.values())
-        return cls(shapes, xp.zeros(size, dtype=dtype, device=device))
+        with on_device(xp, device):
+            return cls(shapes, xp.zeros(size, dtype=dtype, device=device))
 
     @classmethod
     def from_arrays(cls, arrays: dict) -> Parameters:
@@ -59,7 +60,8 @@ class Parameters(Mapping):
     def zeros_like(self) -> Parameters:
         """A zero buffer with the same names, shapes, dtype and device."""
         xp = array_namespace(self.flat)
-        return Parameters(self.shapes, xp.zeros_like(self.flat))
+        with on_device(xp, device(self.flat)):
+            return Parameters(self.shapes, xp.zeros_like(self.flat))
 
     def to(self, xp, device=None) -> Parameters:
         """A copy of this buffer on another backend/device (an explicit crossing)."""

@@ -4,7 +4,12 @@ Each step: take a minibatch, draw the noise, compute the gradient of the minibat
 ELBO estimate by the hand-written backward pass, update the parameters. Each epoch
 appends a line to ``metrics.jsonl`` and writes ``checkpoint.npz`` (atomically) in the
 run directory, beside ``config.json``; resuming from that checkpoint continues
-bit-for-bit as if the run had never stopped (on the CPU, same seed).
+bit-for-bit as if the run had never stopped (on the CPU; on a GPU, on the same GPU
+model with the same CuPy version, see :mod:`scratchvae.rng`).
+
+On a GPU the loop never waits for the device between steps: the training, validation
+and test sets are copied to the device once, the shuffle is drawn there, and the
+per-step losses stay there until the end of the epoch.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, datasets
-from .backend import asarray
+from .backend import on_device, to_numpy
 from .evaluate import elbo
 from .optim import OPTIMIZERS
 from .vae import VAE
@@ -43,6 +48,7 @@ class TrainConfig:
     dataset: str = "mnist"
     data_dir: str | None = None
     backend: str = "numpy"
+    device: int | str | None = None
     dtype: str = "float32"
     seed: int = 0
     out: str | None = None
@@ -124,7 +130,7 @@ def build_model(config: TrainConfig, input_dim: int) -> VAE:
                activation=config.activation, estimator=config.estimator,
                n_samples=config.n_samples, beta=config.beta, free_bits=config.free_bits,
                sigma_dec=config.sigma_dec, mean_activation=config.mean_activation,
-               init=config.init, backend=config.backend,
+               init=config.init, backend=config.backend, device=config.device,
                dtype=config.dtype, seed=config.seed)
 
 
@@ -185,29 +191,32 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
     (run_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
     if model.likelihood == "bernoulli":  # checked once here, not at every step
         _check_unit_interval(x_train_host, config.dataset)
-    x_train = model.asarray(x_train_host)
-    n = x_train.shape[0]
-    metrics = {}
-    for epoch in range(start, config.epochs + 1):
-        model.beta = kl_weight(config, epoch)
-        t0 = time.perf_counter()
-        train_loss = train_epoch(model, opt, x_train, config, epoch, show_progress)
-        seconds = time.perf_counter() - t0
-        test = elbo(model, x_test_host, batch_size=1000)
-        metrics = {"epoch": epoch, "train_loss": train_loss, "test_loss": test["loss"],
-                   "test_recon": test["recon"], "test_kl": test["kl"],
-                   "beta": model.beta, "epoch_seconds": seconds,
-                   "examples_per_second": n / seconds}
-        if x_val_host is not None:
-            metrics["val_loss"] = elbo(model, x_val_host, batch_size=1000)["loss"]
-        with open(run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(metrics) + "\n")
-        checkpoint.save(run_dir / "checkpoint.npz", model, opt, epoch, config.to_json())
-        if not quiet:
-            val = f"  val {metrics['val_loss']:9.3f}" if "val_loss" in metrics else ""
-            log(f"epoch {epoch:3d}  train {train_loss:9.3f}{val}  test {test['loss']:9.3f}  "
-                f"(recon {test['recon']:8.3f}, KL {test['kl']:7.3f})  "
-                f"{seconds:6.2f} s  {n / seconds:8.0f} ex/s")
+    with on_device(model.xp, model.device):
+        # the one host -> device copy of each data set
+        x_train, x_test = model.asarray(x_train_host), model.asarray(x_test_host)
+        x_val = None if x_val_host is None else model.asarray(x_val_host)
+        n = x_train.shape[0]
+        metrics = {}
+        for epoch in range(start, config.epochs + 1):
+            model.beta = kl_weight(config, epoch)
+            t0 = time.perf_counter()
+            train_loss = train_epoch(model, opt, x_train, config, epoch, show_progress)
+            seconds = time.perf_counter() - t0  # train_epoch has waited for the device
+            test = elbo(model, x_test, batch_size=1000)
+            metrics = {"epoch": epoch, "train_loss": train_loss, "test_loss": test["loss"],
+                       "test_recon": test["recon"], "test_kl": test["kl"],
+                       "beta": model.beta, "epoch_seconds": seconds,
+                       "examples_per_second": n / seconds}
+            if x_val is not None:
+                metrics["val_loss"] = elbo(model, x_val, batch_size=1000)["loss"]
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            checkpoint.save(run_dir / "checkpoint.npz", model, opt, epoch, config.to_json())
+            if not quiet:
+                val = f"  val {metrics['val_loss']:9.3f}" if "val_loss" in metrics else ""
+                log(f"epoch {epoch:3d}  train {train_loss:9.3f}{val}  "
+                    f"test {test['loss']:9.3f}  (recon {test['recon']:8.3f}, "
+                    f"KL {test['kl']:7.3f})  {seconds:6.2f} s  {n / seconds:8.0f} ex/s")
     return metrics
 
 
@@ -218,37 +227,50 @@ def _check_unit_interval(x, name: str) -> None:
 
 
 def train_epoch(model, opt, x_train, config: TrainConfig, epoch: int,
-                show_progress: bool = False):
-    """One pass over shuffled minibatches; returns the mean training loss."""
+                show_progress: bool = False) -> float:
+    """One pass over shuffled minibatches of ``x_train`` (on the model's device); returns
+    the mean training loss.
+
+    Each step's loss is written into a vector on the device, which comes to the host
+    once, at the end of the epoch: a GPU never waits for the host in between. On the CPU,
+    where reading a number costs nothing, a non-finite loss stops the epoch at once.
+    Either way :class:`TrainingError` names the epoch and the first bad step.
+    """
     xp = model.xp
-    n = x_train.shape[0]
-    order = asarray(model.rng.permutation(n), xp, device=model.device)
-    starts = range(0, n, config.batch_size)
+    n, batch_size = x_train.shape[0], config.batch_size
+    starts = range(0, n, batch_size)
+    stop_early = model.backend != "cupy"
     bar = None
     if show_progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(starts), desc=f"epoch {epoch}", leave=False, unit="batch")
-    total = 0.0
-    for step, i in enumerate(starts, start=1):
-        x = xp.take(x_train, order[i:i + config.batch_size], axis=0)
-        if config.binarize == "dynamic":  # a fresh Bernoulli draw every time
-            x = xp.astype(model.rng.uniform(x.shape, model.dtype) < x, model.dtype)
-        res = model.loss(x, check_values=False)
-        loss = float(res.loss)
-        if not math.isfinite(loss):
+    with on_device(xp, model.device):
+        order = model.rng.permutation(n)  # drawn on the device
+        losses = xp.zeros((len(starts),), dtype=model.dtype, device=model.device)
+        for step, i in enumerate(starts):
+            x = xp.take(x_train, order[i:i + batch_size], axis=0)
+            if config.binarize == "dynamic":  # a fresh Bernoulli draw every time
+                x = xp.astype(model.rng.uniform(x.shape, model.dtype) < x, model.dtype)
+            res = model.loss(x, check_values=False)
+            losses[step] = res.loss
+            if stop_early and not math.isfinite(float(res.loss)):
+                break
+            model.backward()
+            opt.step(model.grads)
             if bar is not None:
-                bar.close()
-            raise TrainingError(
-                f"the loss became {loss} at epoch {epoch}, step {step}; lower the learning "
-                f"rate (--lr, now {config.lr}) or check the likelihood "
-                f"({config.likelihood}) matches the data; the last good checkpoint is kept")
-        model.backward()
-        opt.step(model.grads)
-        total += loss * x.shape[0]
-        if bar is not None:
-            bar.update()
-            bar.set_postfix(loss=f"{loss:.2f}")
+                bar.update()
+                if step % 50 == 0:  # an occasional look at the loss, not one per step
+                    bar.set_postfix(loss=f"{float(res.loss):.2f}")
+        per_step = to_numpy(losses).astype(np.float64)  # waits for the device, once
     if bar is not None:
         bar.close()
-    return total / n
+    bad = np.flatnonzero(~np.isfinite(per_step))
+    if bad.size:
+        step = int(bad[0])
+        raise TrainingError(
+            f"the loss became {per_step[step]} at epoch {epoch}, step {step + 1}; lower the "
+            f"learning rate (--lr, now {config.lr}) or check the likelihood "
+            f"({config.likelihood}) matches the data; the last good checkpoint is kept")
+    sizes = np.minimum(batch_size, n - np.arange(0, n, batch_size))
+    return float(per_step @ sizes / n)

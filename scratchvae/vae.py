@@ -34,7 +34,7 @@ from .likelihoods import (
     std_normal_logpdf_backward,
     std_normal_logpdf_forward,
 )
-from .model import Model, check_choice, check_int
+from .model import Model, check_choice, check_int, on_model_device
 from .reparam import reparameterize_backward, reparameterize_forward
 
 ESTIMATORS = ("A", "B")
@@ -134,7 +134,12 @@ class VAE(Model):
     dtype : {"float32", "float64"}
         float32 trains faster; float64 is for gradient checks.
     seed : int
-        Seed of the model's generator (initialization and noise).
+        Seed of the model's generator (initialization and noise). The initial
+        parameters are drawn on the host, so a seed gives the same ones on every
+        backend and device.
+    device : optional
+        Where the model lives: a GPU index or ``cupy.cuda.Device`` for ``"cupy"``
+        (default: the current GPU), a device of ``"array_api_strict"``.
     """
 
     def __init__(self, input_dim: int, hidden_dims=(400,), latent_dim: int = 20,
@@ -142,8 +147,8 @@ class VAE(Model):
                  estimator: str = "B", n_samples: int = 1, beta: float = 1.0,
                  free_bits: float = 0.0, sigma_dec=1.0, mean_activation: str = "identity",
                  init: str = "pytorch", backend: str = "numpy",
-                 dtype: str = "float32", seed: int = 0):
-        super().__init__(input_dim, backend, dtype, seed)
+                 dtype: str = "float32", seed: int = 0, device=None):
+        super().__init__(input_dim, backend, dtype, seed, device)
         self.hidden_dims = tuple(check_int(h, "hidden_dims entries") for h in hidden_dims)
         self.latent_dim = check_int(latent_dim, "latent_dim")
         self.likelihood = check_choice(likelihood, "likelihood", LIKELIHOODS)
@@ -198,12 +203,14 @@ class VAE(Model):
         return self._check_array(eps, "eps", (None, n, d))
 
     # ---- public pieces ----------------------------------------------------------
+    @on_model_device
     def encode(self, x):
         """x: (n, D) -> (mu, logvar), each (n, latent_dim)."""
         x = self._check_x(x, True)
         self._cache = None
         return self.encoder.forward(x)
 
+    @on_model_device
     def decode(self, z):
         """z: (n, latent_dim) -> the likelihood's parameters: logits (n, D) for
         bernoulli, else ``(mean, logvar)`` with mean (n, D) and logvar (n, D) for
@@ -212,6 +219,7 @@ class VAE(Model):
         self._cache = None
         return self.decoder.split(self.decoder.forward(z))
 
+    @on_model_device
     def sample(self, n: int, z=None):
         """Means E[x|z] of ``n`` samples, z ~ N(0, I) (or given ``z``): (n, D)."""
         n = check_int(n, "n")
@@ -221,12 +229,14 @@ class VAE(Model):
         self._cache = None
         return self.decoder.mean(self.decoder.forward(z))
 
+    @on_model_device
     def reconstruct(self, x):
         """E[x | z = mu(x)]: the decoder mean at the posterior mean, (n, D)."""
         mu, _ = self.encode(x)
         return self.decoder.mean(self.decoder.forward(mu))
 
     # ---- objective --------------------------------------------------------------
+    @on_model_device
     def loss(self, x, eps=None, n_samples=None, check_values: bool = True) -> LossResult:
         """Negative ELBO of a batch and its parts; caches what :meth:`backward` needs.
 
@@ -270,6 +280,7 @@ class VAE(Model):
         loss = recon + self.beta * (kl if penalty is None else penalty)
         return LossResult(loss, recon, kl, mu, logvar, z)
 
+    @on_model_device
     def backward(self) -> None:
         """Gradients of the last :meth:`loss` w.r.t. every parameter, into :attr:`grads`.
 

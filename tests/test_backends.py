@@ -203,8 +203,11 @@ def test_generator_draws_on_its_backend(backend, device):
     assert abs(z.var() - 1) < 5 * np.sqrt(2 / z.size)
     assert u.min() >= -2 and u.max() <= 3
     assert abs(u.mean() - 0.5) < 5 * (5 / np.sqrt(12)) / np.sqrt(u.size)
-    assert isinstance(gen.permutation(10), np.ndarray)
-    np.testing.assert_array_equal(np.sort(gen.permutation(10)), np.arange(10))
+    perm = gen.permutation(10)  # on the generator's device, ready to index data there
+    if device is not None:
+        assert perm.device == device
+    assert xp.isdtype(perm.dtype, "integral")
+    np.testing.assert_array_equal(np.sort(sv.to_numpy(perm)), np.arange(10))
 
 
 def test_generator_state_round_trip():
