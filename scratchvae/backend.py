@@ -54,6 +54,7 @@ __all__ = [
     "fused_kernel",
     "get_dtype",
     "get_namespace",
+    "host_reads_are_free",
     "normalize_device",
     "on_device",
     "to_numpy",
@@ -214,6 +215,13 @@ def on_device(xp, dev):
     if is_cupy_namespace(xp):
         return dev  # a cupy.cuda.Device is its own context manager
     return contextlib.nullcontext()
+
+
+def host_reads_are_free(xp) -> bool:
+    """Whether reading a value back (``float(x)``) is free: true on the CPU backends,
+    false on CuPy, where it waits for every queued kernel (a loop that reads a number
+    every step keeps the GPU idle between steps)."""
+    return not is_cupy_namespace(xp)
 
 
 def to_numpy(x) -> np.ndarray:

@@ -65,8 +65,9 @@ def _check_data(model, x):
 def _batches(model, x, batch_size: int):
     """Consecutive minibatches of at most ``batch_size`` rows of ``x``, on the model's
     device (host rows are copied there one minibatch at a time)."""
-    for start in range(0, x.shape[0], batch_size):
-        yield model.asarray(x[start:start + batch_size])
+    n = x.shape[0]
+    for start in range(0, n, batch_size):
+        yield model.asarray(x[start:min(start + batch_size, n), ...])
 
 
 def elbo(model, x, batch_size: int = 1000, n_samples: int = 1) -> dict:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, datasets
-from .backend import on_device, to_numpy
+from .backend import host_reads_are_free, on_device, to_numpy
 from .evaluate import elbo
 from .optim import OPTIMIZERS
 from .vae import VAE
@@ -239,7 +239,7 @@ def train_epoch(model, opt, x_train, config: TrainConfig, epoch: int,
     xp = model.xp
     n, batch_size = x_train.shape[0], config.batch_size
     starts = range(0, n, batch_size)
-    stop_early = model.backend != "cupy"
+    stop_early = host_reads_are_free(xp)
     bar = None
     if show_progress:
         from tqdm import tqdm
@@ -249,7 +249,7 @@ def train_epoch(model, opt, x_train, config: TrainConfig, epoch: int,
         order = model.rng.permutation(n)  # drawn on the device
         losses = xp.zeros((len(starts),), dtype=model.dtype, device=model.device)
         for step, i in enumerate(starts):
-            x = xp.take(x_train, order[i:i + batch_size], axis=0)
+            x = xp.take(x_train, order[i:min(i + batch_size, n)], axis=0)
             if config.binarize == "dynamic":  # a fresh Bernoulli draw every time
                 x = xp.astype(model.rng.uniform(x.shape, model.dtype) < x, model.dtype)
             res = model.loss(x, check_values=False)
@@ -260,7 +260,7 @@ def train_epoch(model, opt, x_train, config: TrainConfig, epoch: int,
             opt.step(model.grads)
             if bar is not None:
                 bar.update()
-                if step % 50 == 0:  # an occasional look at the loss, not one per step
+                if stop_early or step % 50 == 0:  # on a GPU, an occasional look only
                     bar.set_postfix(loss=f"{float(res.loss):.2f}")
         per_step = to_numpy(losses).astype(np.float64)  # waits for the device, once
     if bar is not None:
