@@ -23,14 +23,12 @@ three ways:
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
+from turns import Workers, serve, torch_loss, torch_vae
 
 RUNS = ("pytorch-example", "pytorch-dataloader", "pytorch-indexed", "scratchvae")
 
@@ -79,7 +77,6 @@ class _ToTensorImages:
 class PytorchRun:
     def __init__(self, data_dir, seed: int, feed: str):
         import torch
-        from torch import nn
 
         from scratchvae.datasets import load
 
@@ -90,27 +87,11 @@ class PytorchRun:
         images = np.rint(ds.x_train * 255).astype(np.uint8).reshape(-1, 28, 28)
         self.images = _ToTensorImages(images)
 
-        class VAE(nn.Module):  # pytorch/examples vae/main.py, with logits + BCE-with-logits
-            def __init__(self):
-                super().__init__()
-                self.fc1, self.fc21 = nn.Linear(784, 400), nn.Linear(400, 20)
-                self.fc22, self.fc3 = nn.Linear(400, 20), nn.Linear(20, 400)
-                self.fc4 = nn.Linear(400, 784)
-
-            def forward(self, x):
-                h = torch.relu(self.fc1(x))
-                mu, logvar = self.fc21(h), self.fc22(h)
-                z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-                return self.fc4(torch.relu(self.fc3(z))), mu, logvar
-
-        self.model = VAE()
+        self.model = torch_vae(torch)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
 
     def loss(self, logits, x, mu, logvar):
-        F = self.torch.nn.functional
-        bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-        kld = -0.5 * self.torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-        return bce + kld
+        return torch_loss(self.torch, logits, x, mu, logvar)
 
     def batches(self):
         torch, data = self.torch, self.torch.utils.data
@@ -142,36 +123,31 @@ class PytorchRun:
         return total / self.x_test.shape[0]
 
 
+class _Served:
+    """A run answering ``epoch N`` (its seconds), ``test`` (the test loss) and ``done``
+    (peak resident memory)."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def handle(self, words) -> dict:
+        if words[0] == "epoch":
+            t0 = time.perf_counter()
+            self.run.epoch(int(words[1]))
+            return {"seconds": time.perf_counter() - t0}
+        return {"test_loss": self.run.test_loss()}
+
+    def done(self) -> dict:
+        return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def worker(name: str, data_dir, seed: int) -> None:
-    """Serve commands from stdin: ``epoch N`` (prints its seconds), ``test`` (prints the
-    test loss), ``done`` (prints peak memory, then exits)."""
     run = ScratchvaeRun(data_dir, seed) if name == "scratchvae" else \
         PytorchRun(data_dir, seed, name)
     extra = {}
     if name != "scratchvae":
         extra = {"torch": run.torch.__version__, "threads": run.torch.get_num_threads()}
-    print(json.dumps({"ready": True, **extra}), flush=True)
-    for line in sys.stdin:
-        cmd = line.split()
-        if cmd[0] == "epoch":
-            t0 = time.perf_counter()
-            run.epoch(int(cmd[1]))
-            print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
-        elif cmd[0] == "test":
-            print(json.dumps({"test_loss": run.test_loss()}), flush=True)
-        else:
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(json.dumps({"peak_rss_mb": rss}), flush=True)
-            return
-
-
-def _ask(proc, command: str) -> dict:
-    proc.stdin.write(command + "\n")
-    proc.stdin.flush()
-    line = proc.stdout.readline()
-    if not line:
-        sys.exit(f"a benchmark worker stopped:\n{proc.stderr.read()}")
-    return json.loads(line)
+    serve(_Served(run), extra)
 
 
 def main() -> None:
@@ -184,23 +160,18 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.data_dir, args.seed)
         return
-    procs, info = {}, {}
-    for name in RUNS:
-        cmd = [sys.executable, __file__, "--worker", name, "--seed", str(args.seed)]
-        cmd += ["--data-dir", args.data_dir] if args.data_dir else []
-        procs[name] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
-        info[name] = json.loads(procs[name].stdout.readline() or "{}")
-        if not info[name].get("ready"):
-            sys.exit(f"the {name} worker failed to start:\n{procs[name].stderr.read()}")
+    args_out = ["--seed", str(args.seed)] + (["--data-dir", args.data_dir] if args.data_dir
+                                              else [])
+    workers = Workers(__file__, RUNS, args_out)
+    info = workers.info
     times = {name: [] for name in RUNS}
     losses = {name: [] for name in RUNS}
     for epoch in range(1, args.epochs + 1):
         for name in RUNS:  # one epoch each, in turn
-            times[name].append(_ask(procs[name], f"epoch {epoch}")["seconds"])
+            times[name].append(workers.ask(name, f"epoch {epoch}")["seconds"])
         for name in RUNS:
-            losses[name].append(_ask(procs[name], "test")["test_loss"])
-    peak = {name: _ask(procs[name], "done")["peak_rss_mb"] for name in RUNS}
+            losses[name].append(workers.ask(name, "test")["test_loss"])
+    peak = {name: answer["peak_rss_mb"] for name, answer in workers.close().items()}
     med = {name: statistics.median(t) for name, t in times.items()}
     torch_info = info["pytorch-example"]
     print(f"MNIST, 784-400-20 ReLU VAE, Adam 1e-3, batch 128, {args.epochs} epochs, CPU "

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import array_namespace, to_numpy
+from .backend import array_namespace, on_device, to_numpy
 
 
 def rel_error(a, b) -> float:
@@ -155,27 +155,28 @@ def check_model(model, x, eps=None, method: str = "auto", h: float = 1e-6,
     if method not in ("auto", "elementwise", "directional"):
         raise ValueError(f"method must be 'auto', 'elementwise' or 'directional', got {method!r}")
     _require_float64(model.params.flat, "the model's parameters")
-    if eps is not None:
-        loss_kwargs["eps"] = eps
-    model.loss(x, **loss_kwargs)
-    model.backward()
-    grads = {k: to_numpy(g).copy() for k, g in model.grads.items()}
+    with on_device(model.xp, model.device):  # the GPU the model lives on
+        if eps is not None:
+            loss_kwargs["eps"] = eps
+        model.loss(x, **loss_kwargs)
+        model.backward()
+        grads = {k: to_numpy(g).copy() for k, g in model.grads.items()}
 
-    def f():
-        return model.loss(x, **loss_kwargs).loss
+        def f():
+            return model.loss(x, **loss_kwargs).loss
 
-    rng = np.random.default_rng(seed)
-    report = GradcheckReport(method=method)
-    for name, p in model.params.items():
-        size = math.prod(p.shape)
-        use = method if method != "auto" else (
-            "elementwise" if size <= max_elementwise else "directional")
-        if use == "elementwise":
-            report.errors[name] = rel_error(grads[name], numerical_gradient(f, p, h))
-        else:
-            report.errors[name] = _directional_error(f, p, grads[name], rng, h,
-                                                     n_directions)
-    return report
+        rng = np.random.default_rng(seed)
+        report = GradcheckReport(method=method)
+        for name, p in model.params.items():
+            size = math.prod(p.shape)
+            use = method if method != "auto" else (
+                "elementwise" if size <= max_elementwise else "directional")
+            if use == "elementwise":
+                report.errors[name] = rel_error(grads[name], numerical_gradient(f, p, h))
+            else:
+                report.errors[name] = _directional_error(f, p, grads[name], rng, h,
+                                                         n_directions)
+        return report
 
 
 def _directional_error(f, p, g, rng, h: float, n_directions: int) -> float:
