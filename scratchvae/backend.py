@@ -246,7 +246,12 @@ def asarray(x, xp, dtype=None, device=None):
         if array_namespace(x) is xp:  # already on this backend: at most a device move
             if dtype is not None:
                 x = xp.astype(x, dtype, copy=False)
-            return x if device is None else to_device(x, device)
+            if device is None or x.device == device:
+                return x
+            if is_cupy_namespace(xp):  # cupy.asarray would keep it on its own GPU
+                with device:
+                    return x.copy()
+            return to_device(x, device)
         x = to_numpy(x)  # an array of another backend goes through the host
     if backend_name(xp) == "array_api_strict":
         # The strict library only accepts host data on its default (CPU) device.

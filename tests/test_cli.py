@@ -72,6 +72,7 @@ def test_gradcheck_command_passes(capsys):
     (["train", "--n-validation", "-5"], "n_validation"),
     (["train", "--free-bits", "0.5", "--estimator", "A"], "free_bits"),
     (["train", "--sigma-dec", "-1", "--likelihood", "gaussian"], "sigma_dec"),
+    (["train", "--device", "0"], "device for backend 'numpy' must be None or 'cpu'"),
     (["evaluate", "/nonexistent/run"], "config.json"),
     (["evaluate", ".", "--k", "0"], "--k"),
     (["frobnicate"], "invalid choice"),
@@ -117,3 +118,24 @@ def test_cupy_without_a_gpu_is_one_line(capsys):
     assert main(["train", "--backend", "cupy"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "pip install" in err
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--k", "5"], ["sample"], ["plot"]])
+def test_loading_a_run_on_a_missing_gpu_is_one_line(run_dir, command, capsys, monkeypatch):
+    """A run opened with --backend cupy where CuPy cannot run: exit 2, one line, no data
+    read and nothing written."""
+    monkeypatch.setitem(sys.modules, "cupy", None)  # CuPy not importable, here or not
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    assert main([command[0], str(run_dir), *command[1:], "--backend", "cupy"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"scratchvae {command[0]}: error: the 'cupy' backend needs CuPy")
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+
+
+def test_a_run_opens_on_the_backend_asked_for(run_dir, tmp_path):
+    """--backend numpy on a CPU run is accepted (and is how a GPU run opens on the CPU)."""
+    out = tmp_path / "s.png"
+    assert main(["sample", str(run_dir), "--backend", "numpy", "--n", "4",
+                 "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
