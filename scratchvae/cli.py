@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--latent-dim", type=int, default=3)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--tol", type=float, default=1e-6)
+    g.add_argument("--backend", default="numpy", choices=("numpy", "cupy"),
+                   help="where to run the check (float64 on the GPU with cupy)")
+    g.add_argument("--device", type=int, help="GPU index for --backend cupy")
 
     x = sub.add_parser("exercises", help="write student versions of the notebooks "
                        "(solutions replaced by `raise NotImplementedError`)")
@@ -329,10 +332,13 @@ def _cmd_gradcheck(args) -> int:
     from .gradcheck import check_model
     from .vae import VAE
 
-    model = VAE(input_dim=12, hidden_dims=args.hidden_dims, latent_dim=args.latent_dim,
-                likelihood=args.likelihood, activation=args.activation,
-                estimator=args.estimator, dtype="float64", seed=args.seed,
-                sigma_dec=0.5)
+    try:
+        model = VAE(input_dim=12, hidden_dims=args.hidden_dims, latent_dim=args.latent_dim,
+                    likelihood=args.likelihood, activation=args.activation,
+                    estimator=args.estimator, dtype="float64", seed=args.seed,
+                    sigma_dec=0.5, backend=args.backend, device=args.device)
+    except (ValueError, ImportError, RuntimeError) as err:  # bad value, or no GPU for cupy
+        raise UsageError(f"scratchvae gradcheck: error: {err}") from None
     rng = np.random.default_rng(args.seed)
     x = model.asarray(rng.random((5, 12)))
     eps = model.asarray(rng.standard_normal((args.n_samples, 5, args.latent_dim)))

@@ -120,6 +120,14 @@ def test_cupy_without_a_gpu_is_one_line(capsys):
     assert len(err.strip().splitlines()) == 1 and "pip install" in err
 
 
+def test_gradcheck_on_a_missing_gpu_is_one_line(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    assert main(["gradcheck", "--backend", "cupy"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scratchvae gradcheck: error: the 'cupy' backend needs CuPy")
+    assert len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("command", [["evaluate", "--k", "5"], ["sample"], ["plot"]])
 def test_loading_a_run_on_a_missing_gpu_is_one_line(run_dir, command, capsys, monkeypatch):
     """A run opened with --backend cupy where CuPy cannot run: exit 2, one line, no data

@@ -183,6 +183,8 @@ def test_every_command_on_the_gpu(tmp_path, capsys):
                  "--backend", "numpy"]) == 0
     assert main(["sample", str(run), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
     assert main(["plot", str(run)]) == 0
+    assert main(["gradcheck", "--backend", "cupy", "--likelihood", "gaussian_learned"]) == 0
+    assert "PASS" in capsys.readouterr().out
 
 
 def test_exercise_checkers_on_the_gpu(capsys):
