@@ -99,16 +99,18 @@ def elbo(model, x, batch_size: int = 1000, n_samples: int = 1) -> dict:
     x = _check_data(model, x)
     batch_size = check_int(batch_size, "batch_size")
     n_samples = check_int(n_samples, "n_samples")
-    recon = kl = 0.0  # running sums, on the device after the first batch
+    xp = model.xp
+    recon = kl = 0.0  # running sums in float64, on the device after the first batch
     try:
-        for xb in _batches(model, x, batch_size):
-            res = model.loss(xb, n_samples=n_samples)
-            recon = recon + res.recon * xb.shape[0]
-            kl = kl + res.kl * xb.shape[0]
+        with on_device(xp, model.device):
+            for xb in _batches(model, x, batch_size):
+                res = model.loss(xb, n_samples=n_samples)
+                recon = recon + xp.astype(res.recon, xp.float64) * xb.shape[0]
+                kl = kl + xp.astype(res.kl, xp.float64) * xb.shape[0]
+            n = x.shape[0]
+            recon, kl = float(recon) / n, float(kl) / n  # the one device -> host copy
     finally:
         model._cache = None
-    n = x.shape[0]
-    recon, kl = float(recon) / n, float(kl) / n  # the one device -> host copy
     return dict(loss=recon + kl, recon=recon, kl=kl)
 
 

@@ -138,8 +138,11 @@ def test_resume_on_a_device_is_bit_exact_and_portable(tmp_path):
 
 @pytest.mark.usefixtures("data_dir")
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
+@pytest.mark.parametrize("extra", [{}, dict(free_bits=0.5, binarize="dynamic",
+                                            optimizer="adagrad", weight_decay=1e-4),
+                                   dict(estimator="A", n_samples=2, optimizer="sgd")])
 def test_the_gpu_loop_reads_nothing_back_per_step_and_still_names_the_bad_step(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, extra):
     """With host reads treated as costly (as on a GPU), an epoch converts no device value
     to a Python number before it ends, and a diverging run still stops with the epoch and
     the first bad step, keeping the last good checkpoint."""
@@ -155,9 +158,9 @@ def test_the_gpu_loop_reads_nothing_back_per_step_and_still_names_the_bad_step(
             return _original(self)
 
         monkeypatch.setattr(StrictArray, name, counted)
-    config = TrainConfig(epochs=1, **SMALL, **STRICT)
+    config = TrainConfig(epochs=1, **SMALL, **STRICT, **extra)
     model = build_model(config, 784)
-    opt = sv.optim.Adam(model.params)
+    opt = train_module.build_optimizer(config, model)
     x = model.asarray(np.random.default_rng(0).random((600, 784)))
     loss = train_module.train_epoch(model, opt, x, config, epoch=1)
     assert reads == [] and np.isfinite(loss)
