@@ -120,8 +120,9 @@ def _check_cupy() -> None:
         raise BackendUnavailableError(
             "the 'cupy' backend needs an NVIDIA GPU, but CUDA sees none; check "
             "`nvidia-smi` and CUDA_VISIBLE_DEVICES")
-    try:  # an elementwise kernel is compiled by NVRTC the first time it runs
-        float((cupy.arange(4, dtype=cupy.float32) * 0.5).sum())
+    try:  # a compiled elementwise kernel (NVRTC), a matrix product (cuBLAS), a draw (cuRAND)
+        a = cupy.ones((2, 2), dtype=cupy.float32)
+        float(((a * 0.5) @ a).sum() + cupy.random.default_rng(0).random(1)[0])
     except Exception as err:
         raise BackendUnavailableError(
             f"CuPy sees {n_gpus} GPU(s) but cannot compile or run a kernel "

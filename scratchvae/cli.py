@@ -381,6 +381,12 @@ def main(argv=None) -> int:
     except (DataNotFoundError, DatasetError, CheckpointError, TrainingError) as err:
         print(f"scratchvae: error: {err}", file=sys.stderr)
         return 1
+    except MemoryError as err:  # host memory, or the GPU's (CuPy's OutOfMemoryError)
+        detail = " ".join(str(err).split())[:200]
+        print(f"scratchvae: error: out of memory ({type(err).__name__}{': ' if detail else ''}"
+              f"{detail}); lower --batch-size (or --k for evaluate); the last checkpoint is "
+              f"kept", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("scratchvae: interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130

@@ -147,3 +147,19 @@ def test_a_run_opens_on_the_backend_asked_for(run_dir, tmp_path):
     assert main(["sample", str(run_dir), "--backend", "numpy", "--n", "4",
                  "--out", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_out_of_memory_is_one_line(monkeypatch, capsys, tmp_path):
+    """Running out of (GPU) memory is one line naming the fix (CuPy's OutOfMemoryError
+    is a MemoryError)."""
+    import scratchvae.train
+
+    def oom(*args, **kwargs):
+        raise MemoryError("Out of memory allocating 1,234,567,890 bytes\n(allocated so far)")
+
+    monkeypatch.setattr(scratchvae.train, "train", oom)
+    assert main(["train", "--out", str(tmp_path), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("scratchvae: error: out of memory (MemoryError: Out of memory allocating "
+                   "1,234,567,890 bytes (allocated so far)); lower --batch-size (or --k for "
+                   "evaluate); the last checkpoint is kept\n")

@@ -210,11 +210,11 @@ def fake_cupy(n_gpus=1, count_error=None, kernel_error=None):
             raise count_error
         return n_gpus
 
-    def arange(*args, **kwargs):
+    def ones(*args, **kwargs):
         raise kernel_error
 
     runtime = types.SimpleNamespace(getDeviceCount=get_device_count)
-    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime), arange=arange,
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime), ones=ones,
                                  float32="float32")
 
 
