@@ -42,8 +42,9 @@ def atomic_write(path, write) -> None:
         raise
 
 
-def save(path, model, optimizer, epoch: int, config: dict) -> None:
-    """Write model parameters, optimizer and generator state, config and epoch."""
+def save(path, model, optimizer, epoch: int, config: dict, threads: int | None = None) -> None:
+    """Write model parameters, optimizer and generator state, config and epoch, and the
+    CPU thread count the run computed with (``None``: on a GPU or not recorded)."""
     arrays = {
         "format_version": np.array(FORMAT_VERSION),
         "epoch": np.array(epoch),
@@ -55,6 +56,7 @@ def save(path, model, optimizer, epoch: int, config: dict) -> None:
                                            "device": device_label(model.device)})),
         "optimizer": np.array(type(optimizer).__name__),
         "optimizer_t": np.array(optimizer.t),
+        "threads": np.array(-1 if threads is None else threads),
     }
     for key, value in optimizer.state.items():
         arrays[f"optimizer_state.{key}"] = to_numpy(value)
@@ -78,6 +80,8 @@ def read(path) -> dict:
             "rng_state": str(raw["rng_state"]),
             "optimizer": str(raw["optimizer"]),
             "optimizer_t": int(raw["optimizer_t"]),
+            "threads": (int(raw["threads"]) if "threads" in raw and int(raw["threads"]) > 0
+                        else None),
             "written_on": (json.loads(str(raw["written_on"])) if "written_on" in raw
                            else {"backend": "numpy", "device": "cpu"}),
             "optimizer_state": {k.split(".", 1)[1]: v for k, v in raw.items()

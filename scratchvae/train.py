@@ -14,6 +14,7 @@ per-step losses stay there until the end of the epoch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -28,6 +29,7 @@ from . import checkpoint, datasets
 from .backend import host_reads_are_free, on_device, to_numpy
 from .evaluate import elbo
 from .optim import OPTIMIZERS
+from .threads import AUTO, Threads, check_threads
 from .vae import VAE
 
 BINARIZE = ("none", "dynamic", "fixed")
@@ -50,6 +52,7 @@ class TrainConfig:
     backend: str = "numpy"
     device: int | str | None = None
     dtype: str = "float32"
+    threads: int | str = AUTO
     seed: int = 0
     out: str | None = None
     epochs: int = 10
@@ -107,6 +110,7 @@ class TrainConfig:
             raise ValueError(f"binarize={self.binarize!r} needs likelihood='bernoulli'")
         if not isinstance(self.n_validation, int) or self.n_validation < 0:
             raise ValueError(f"n_validation must be an integer >= 0, got {self.n_validation!r}")
+        check_threads(self.threads)
         if any(not isinstance(h, int) or h < 1 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be integers >= 1, got {self.hidden_dims!r}")
         return self
@@ -170,54 +174,115 @@ def kl_weight(config: TrainConfig, epoch: int) -> float:
 
 
 def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = False,
-          log=print) -> dict:
+          log=None) -> dict:
     """Train a VAE; write metrics, config, checkpoint into ``run_dir``.
 
-    Returns the last epoch's metrics. Raises :class:`TrainingError` on a NaN/inf loss
-    (the last good checkpoint stays in place).
+    Returns the last epoch's metrics. With ``resume``, continues from the run's
+    checkpoint up to ``config.epochs`` (nothing to do if it is already there). Raises
+    :class:`TrainingError` on a NaN/inf loss (the last good checkpoint stays in place)
+    and :class:`~scratchvae.checkpoint.CheckpointError` when there is nothing to resume.
+    ``log`` receives one line per epoch (default: ``print``, flushed at once, so that a
+    log file or a notebook shows each epoch as it ends).
     """
+    log = log or _print_now
     config.validate()
     run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoint.npz"
+    done = 0
+    if resume:
+        if not ckpt_path.is_file():
+            raise checkpoint.CheckpointError(
+                f"{run_dir} has no checkpoint.npz to resume from (the run stopped before "
+                f"its first epoch ended); start it again without --resume")
+        done = checkpoint.read(ckpt_path)["epoch"]
+        if done >= config.epochs:
+            if not quiet:
+                log(f"{run_dir} is already at epoch {done} of the {config.epochs} asked for: "
+                    f"nothing to do (ask for more with --epochs)")
+            return _last_metrics(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     show_progress = not quiet and sys.stderr.isatty()
     _, x_train_host, x_val_host, x_test_host, _ = load_data(config, progress=show_progress)
+    if config.likelihood == "bernoulli":  # checked once here, not at every step
+        _check_unit_interval(x_train_host, config.dataset)
     model = build_model(config, x_train_host.shape[1])
     opt = build_optimizer(config, model)
-    start = 1
+    threads_setting = config.threads
     if resume:
-        start = checkpoint.restore(run_dir / "checkpoint.npz", model, opt)["epoch"] + 1
+        ckpt = checkpoint.restore(ckpt_path, model, opt)
+        if config.threads == AUTO and ckpt["threads"] is not None:
+            threads_setting = ckpt["threads"]  # the count it trained with: exact continuation
     else:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     (run_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
-    if model.likelihood == "bernoulli":  # checked once here, not at every step
-        _check_unit_interval(x_train_host, config.dataset)
     with on_device(model.xp, model.device):
         # the one host -> device copy of each data set
         x_train, x_test = model.asarray(x_train_host), model.asarray(x_test_host)
         x_val = None if x_val_host is None else model.asarray(x_val_host)
+        threads = choose_threads(threads_setting, model, x_train, config.batch_size)
         n = x_train.shape[0]
         metrics = {}
-        for epoch in range(start, config.epochs + 1):
-            model.beta = kl_weight(config, epoch)
-            t0 = time.perf_counter()
-            train_loss = train_epoch(model, opt, x_train, config, epoch, show_progress)
-            seconds = time.perf_counter() - t0  # train_epoch has waited for the device
-            test = elbo(model, x_test, batch_size=1000)
-            metrics = {"epoch": epoch, "train_loss": train_loss, "test_loss": test["loss"],
-                       "test_recon": test["recon"], "test_kl": test["kl"],
-                       "beta": model.beta, "epoch_seconds": seconds,
-                       "examples_per_second": n / seconds}
-            if x_val is not None:
-                metrics["val_loss"] = elbo(model, x_val, batch_size=1000)["loss"]
-            with open(run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            checkpoint.save(run_dir / "checkpoint.npz", model, opt, epoch, config.to_json())
-            if not quiet:
-                val = f"  val {metrics['val_loss']:9.3f}" if "val_loss" in metrics else ""
-                log(f"epoch {epoch:3d}  train {train_loss:9.3f}{val}  "
-                    f"test {test['loss']:9.3f}  (recon {test['recon']:8.3f}, "
-                    f"KL {test['kl']:7.3f})  {seconds:6.2f} s  {n / seconds:8.0f} ex/s")
+        with threads or contextlib.nullcontext():
+            for epoch in range(done + 1, config.epochs + 1):
+                model.beta = kl_weight(config, epoch)
+                t0 = time.perf_counter()
+                try:
+                    train_loss = train_epoch(model, opt, x_train, config, epoch, show_progress)
+                except TrainingError as err:
+                    kept = (f"the checkpoint of epoch {epoch - 1} is kept" if epoch > 1 else
+                            "no checkpoint was written")
+                    raise TrainingError(f"{err}; {kept}") from None
+                seconds = time.perf_counter() - t0  # train_epoch has waited for the device
+                test = elbo(model, x_test, batch_size=1000)
+                metrics = {"epoch": epoch, "train_loss": train_loss,
+                           "test_loss": test["loss"], "test_recon": test["recon"],
+                           "test_kl": test["kl"], "beta": model.beta, "epoch_seconds": seconds,
+                           "examples_per_second": n / seconds,
+                           "threads": None if threads is None else threads.choice}
+                if x_val is not None:
+                    metrics["val_loss"] = elbo(model, x_val, batch_size=1000)["loss"]
+                with open(run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+                checkpoint.save(ckpt_path, model, opt, epoch, config.to_json(),
+                                threads=None if threads is None else threads.choice)
+                if not quiet:
+                    val = f"  val {metrics['val_loss']:9.3f}" if "val_loss" in metrics else ""
+                    log(f"epoch {epoch:3d}  train {train_loss:9.3f}{val}  "
+                        f"test {test['loss']:9.3f}  (recon {test['recon']:8.3f}, "
+                        f"KL {test['kl']:7.3f})  {seconds:6.2f} s  {n / seconds:8.0f} ex/s")
     return metrics
+
+
+def _print_now(line: str) -> None:
+    print(line, flush=True)
+
+
+def _last_metrics(run_dir: Path) -> dict:
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
+def choose_threads(setting, model, x_train, batch_size: int):
+    """The CPU threads for training ``model`` (``None`` on a GPU, where they do not matter).
+
+    For ``"auto"``, :meth:`~scratchvae.threads.Threads.choose` times a forward and
+    backward pass on the first minibatch with fixed noise, which changes neither the
+    parameters nor the generator's stream.
+    """
+    if not host_reads_are_free(model.xp):
+        return None
+    threads = Threads(setting)
+    xb = x_train[:min(batch_size, x_train.shape[0]), ...]
+    eps = model.xp.zeros((1, xb.shape[0], model.latent_dim), dtype=model.dtype,
+                         device=model.device)
+
+    def one_step():
+        model.loss(xb, eps=eps, check_values=False)
+        model.backward()
+
+    threads.choose(one_step)
+    return threads
 
 
 def _check_unit_interval(x, name: str) -> None:
@@ -271,6 +336,6 @@ def train_epoch(model, opt, x_train, config: TrainConfig, epoch: int,
         raise TrainingError(
             f"the loss became {per_step[step]} at epoch {epoch}, step {step + 1}; lower the "
             f"learning rate (--lr, now {config.lr}) or check the likelihood "
-            f"({config.likelihood}) matches the data; the last good checkpoint is kept")
+            f"({config.likelihood}) matches the data")
     sizes = np.minimum(batch_size, n - np.arange(0, n, batch_size))
     return float(per_step @ sizes / n)
