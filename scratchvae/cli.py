@@ -64,9 +64,32 @@ def _sigma(text: str):
 
 def _device_options(parser) -> None:
     parser.add_argument("--backend", choices=("numpy", "cupy"), help="where to load the "
-                        "model (default: where it was trained); a GPU run loads on the CPU "
+                        "model (default: where it was trained); a GPU run opens on the CPU "
                         "with --backend numpy")
-    parser.add_argument("--device", type=int, help="GPU index for --backend cupy")
+    parser.add_argument("--device", type=int, help="GPU index for --backend cupy (default: "
+                        "the current GPU)")
+
+
+def _threads(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}")
+    return value
+
+
+def _threads_option(parser) -> None:
+    parser.add_argument("--threads", type=_threads, help="CPU threads for the matrix "
+                        "products: a number, or auto to time 1 and all cores on the work at "
+                        "hand and keep the faster (default: auto; a resumed run keeps the "
+                        "count it was trained with)")
+
+
+MAX_SAMPLES = 2500  # a 50 x 50 grid: more images than this make an unreadable, huge PNG
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,93 +97,138 @@ def build_parser() -> argparse.ArgumentParser:
                 "written from scratch (Kingma & Welling 2014).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    def d(name):  # the default of a training option, as --help shows it
+        value = TrainConfig.__dataclass_fields__[name].default
+        if isinstance(value, tuple):
+            value = ",".join(str(v) for v in value)
+        return f"(default: {value})"
+
     t = sub.add_parser("train", help="train a VAE (AEVB) and write its pictures",
                        description="Train a VAE with the AEVB algorithm. Defaults: the "
                        "pytorch/examples recipe (MNIST, 784-400-20, ReLU, Bernoulli, "
-                       "Adam 1e-3, batch 128, 10 epochs).")
-    t.add_argument("--dataset", choices=("mnist", "fashion-mnist", "frey"))
+                       "Adam 1e-3, batch 128, 10 epochs); --preset kingma2014 sets the "
+                       "paper's instead, and any option given overrides both.")
+    t.add_argument("--dataset", choices=("mnist", "fashion-mnist", "frey"),
+                   help=f"data set {d('dataset')}")
     t.add_argument("--data-dir", help="folder holding mnist/, fashion-mnist/, frey/ "
                    "(default: $SCRATCHVAE_DATA, then a per-user cache; missing files "
                    "are downloaded)")
     t.add_argument("--backend", choices=("numpy", "cupy"),
-                   help="numpy (CPU, default) or cupy (NVIDIA GPU); with --resume, "
-                   "continue a run on another device")
+                   help="numpy (CPU) or cupy (NVIDIA GPU); with --resume, continue a run "
+                   f"on another device {d('backend')}")
     t.add_argument("--device", type=int, help="GPU index for --backend cupy (default: "
                    "the current GPU, 0 unless CUDA_VISIBLE_DEVICES says otherwise)")
-    t.add_argument("--dtype", choices=("float32", "float64"))
-    t.add_argument("--seed", type=int)
+    _threads_option(t)
+    t.add_argument("--dtype", choices=("float32", "float64"),
+                   help=f"floating-point precision {d('dtype')}")
+    t.add_argument("--seed", type=int, help=f"seed of the model's generator {d('seed')}")
     t.add_argument("--out", help="run directory (default: runs/<dataset>-<time>)")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--optimizer", choices=("adam", "adagrad", "sgd"))
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--latent-dim", type=int)
-    t.add_argument("--hidden-dims", type=_int_list, help="e.g. 400 or 500,500")
+    t.add_argument("--epochs", type=int, help="passes over the training set; with "
+                   f"--resume, the total to reach {d('epochs')}")
+    t.add_argument("--batch-size", type=int, help=f"minibatch size M {d('batch_size')}")
+    t.add_argument("--lr", type=float, help=f"learning rate {d('lr')}")
+    t.add_argument("--optimizer", choices=("adam", "adagrad", "sgd"),
+                   help=f"optimizer {d('optimizer')}")
+    t.add_argument("--weight-decay", type=float, help="L2 penalty on the parameters (a "
+                   f"Gaussian prior on them) {d('weight_decay')}")
+    t.add_argument("--latent-dim", type=int, help=f"dimension of z {d('latent_dim')}")
+    t.add_argument("--hidden-dims", type=_int_list, help="hidden sizes of the encoder, "
+                   "mirrored by the decoder, e.g. 400 or 500,500; none for an affine "
+                   f"(linear-Gaussian) VAE {d('hidden_dims')}")
     t.add_argument("--activation", choices=("relu", "leaky_relu", "tanh", "sigmoid",
-                                            "softplus"))
-    t.add_argument("--likelihood", choices=("bernoulli", "gaussian", "gaussian_learned"))
-    t.add_argument("--sigma-dec", type=_sigma, help="decoder std for --likelihood "
-                   "gaussian, or 'learned'")
+                                            "softplus"),
+                   help=f"hidden activation {d('activation')}")
+    t.add_argument("--likelihood", choices=("bernoulli", "gaussian", "gaussian_learned"),
+                   help=f"decoder distribution p(x|z) {d('likelihood')}")
+    t.add_argument("--sigma-dec", type=_sigma, help="decoder standard deviation for "
+                   f"--likelihood gaussian, or 'learned' {d('sigma_dec')}")
     t.add_argument("--mean-activation", choices=("identity", "sigmoid"),
-                   help="sigmoid keeps a Gaussian decoder's mean in (0, 1)")
-    t.add_argument("--estimator", choices=("A", "B"))
+                   help="sigmoid keeps a Gaussian decoder's mean in (0, 1) "
+                   f"{d('mean_activation')}")
+    t.add_argument("--estimator", choices=("A", "B"), help="SGVB estimator: B uses the "
+                   f"analytic KL {d('estimator')}")
     t.add_argument("--samples", type=int, dest="n_samples", help="L, samples of z per "
-                   "data point")
-    t.add_argument("--beta", type=float, help="KL weight")
+                   f"data point {d('n_samples')}")
+    t.add_argument("--beta", type=float, help=f"KL weight {d('beta')}")
     t.add_argument("--warmup-epochs", type=int, help="ramp the KL weight up linearly "
-                   "over this many epochs")
-    t.add_argument("--free-bits", type=float, help="free bits per latent dimension")
-    t.add_argument("--init", choices=("pytorch", "glorot", "normal"))
-    t.add_argument("--binarize", choices=("none", "dynamic", "fixed"))
-    t.add_argument("--n-train", type=int, help="use only the first N training images")
-    t.add_argument("--n-test", type=int, help="use only the first N test images")
+                   f"over this many epochs {d('warmup_epochs')}")
+    t.add_argument("--free-bits", type=float, help="free bits per latent dimension "
+                   f"{d('free_bits')}")
+    t.add_argument("--init", choices=("pytorch", "glorot", "normal"),
+                   help=f"weight initialization {d('init')}")
+    t.add_argument("--binarize", choices=("none", "dynamic", "fixed"),
+                   help="binarize grey values: afresh at every use (dynamic) or once "
+                   f"(fixed) {d('binarize')}")
+    t.add_argument("--n-train", type=int, help="use only the first N training images "
+                   "(default: all)")
+    t.add_argument("--n-test", type=int, help="use only the first N test images "
+                   "(default: all)")
     t.add_argument("--n-validation", type=int, help="hold out N random training images "
-                   "and report their negative ELBO (val_loss) each epoch")
-    t.add_argument("--preset", choices=tuple(PRESETS), help="kingma2014: the paper's setup")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+                   f"and report their negative ELBO (val_loss) each epoch {d('n_validation')}")
+    t.add_argument("--preset", choices=tuple(PRESETS), help="kingma2014: the paper's setup "
+                   "(tanh MLP, Adagrad, minibatch 100, N(0, 0.01^2) init; see the README) "
+                   "(default: none)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint; "
+                   "only --epochs, --backend, --device, --threads, --data-dir, --quiet and "
+                   "--no-plots may be given with it")
     t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     t.add_argument("--no-plots", action="store_true", help="skip the pictures")
 
     e = sub.add_parser("evaluate", help="test ELBO, importance-weighted log p(x), "
                        "active units of a trained run")
-    e.add_argument("run_dir")
+    e.add_argument("run_dir", help="a run directory written by scratchvae train")
     _device_options(e)
-    e.add_argument("--k", type=int, default=5000, help="importance samples (default 5000)")
-    e.add_argument("--n-test", type=int, help="evaluate the first N test images only")
-    e.add_argument("--data-dir")
+    _threads_option(e)
+    e.add_argument("--k", type=int, default=5000, help="importance samples per image "
+                   "(default: 5000, as Burda et al.)")
+    e.add_argument("--n-test", type=int, help="evaluate the first N test images only "
+                   "(default: all)")
+    e.add_argument("--data-dir", help="folder holding the data sets (default: the run's, "
+                   "then $SCRATCHVAE_DATA)")
+    e.add_argument("--quiet", action="store_true", help="no progress lines")
 
     s = sub.add_parser("sample", help="decode samples from the prior into a PNG grid")
-    s.add_argument("run_dir")
+    s.add_argument("run_dir", help="a run directory written by scratchvae train")
     _device_options(s)
-    s.add_argument("--n", type=int, default=64)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", help="PNG path (default RUN_DIR/samples.png)")
+    s.add_argument("--n", type=int, default=64, help=f"number of images, 1 to {MAX_SAMPLES} "
+                   "(default: 64)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the draws of z (default: 0)")
+    s.add_argument("--out", help="PNG path (default: RUN_DIR/samples.png)")
 
     pl = sub.add_parser("plot", help="write all pictures of a trained run")
-    pl.add_argument("run_dir")
+    pl.add_argument("run_dir", help="a run directory written by scratchvae train")
     _device_options(pl)
-    pl.add_argument("--data-dir")
+    pl.add_argument("--data-dir", help="folder holding the data sets (default: the run's, "
+                    "then $SCRATCHVAE_DATA)")
 
     g = sub.add_parser("gradcheck", help="check the hand-written gradients of a small "
                        "VAE against finite differences")
     g.add_argument("--likelihood", default="bernoulli",
-                   choices=("bernoulli", "gaussian", "gaussian_learned"))
-    g.add_argument("--estimator", default="B", choices=("A", "B"))
+                   choices=("bernoulli", "gaussian", "gaussian_learned"),
+                   help="decoder distribution (default: bernoulli)")
+    g.add_argument("--estimator", default="B", choices=("A", "B"),
+                   help="SGVB estimator (default: B)")
     g.add_argument("--activation", default="tanh",
-                   choices=("relu", "leaky_relu", "tanh", "sigmoid", "softplus"))
-    g.add_argument("--samples", type=int, default=2, dest="n_samples")
-    g.add_argument("--hidden-dims", type=_int_list, default=(7, 5))
-    g.add_argument("--latent-dim", type=int, default=3)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--tol", type=float, default=1e-6)
+                   choices=("relu", "leaky_relu", "tanh", "sigmoid", "softplus"),
+                   help="hidden activation (default: tanh, smooth everywhere)")
+    g.add_argument("--samples", type=int, default=2, dest="n_samples",
+                   help="L, samples of z per data point (default: 2)")
+    g.add_argument("--hidden-dims", type=_int_list, default=(7, 5),
+                   help="hidden sizes (default: 7,5)")
+    g.add_argument("--latent-dim", type=int, default=3, help="dimension of z (default: 3)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the model and the data "
+                   "(default: 0)")
+    g.add_argument("--tol", type=float, default=1e-6, help="largest relative error that "
+                   "passes (default: 1e-6)")
     g.add_argument("--backend", default="numpy", choices=("numpy", "cupy"),
-                   help="where to run the check (float64 on the GPU with cupy)")
-    g.add_argument("--device", type=int, help="GPU index for --backend cupy")
+                   help="where to run the check: float64 on the GPU with cupy "
+                   "(default: numpy)")
+    g.add_argument("--device", type=int, help="GPU index for --backend cupy (default: the "
+                   "current GPU)")
 
     x = sub.add_parser("exercises", help="write student versions of the notebooks "
                        "(solutions replaced by `raise NotImplementedError`)")
-    x.add_argument("--out", required=True)
+    x.add_argument("--out", required=True, help="folder to write them to")
     x.add_argument("--root", default=".", help="folder holding notebooks/ and derivations/ "
                    "(default: the current folder)")
     return p

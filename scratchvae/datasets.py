@@ -159,8 +159,9 @@ def _where_to_get(name: str, folder: Path, missing: list[Path], mirrors) -> str:
     paths = "\n".join(f"  {path}" for path in missing)
     return (f"Put these files of the {name} data set in place:\n{paths}\n"
             f"They can be downloaded from {' or '.join(mirrors)} (their MD5 checksums "
-            f"are in scratchvae.datasets.FILES). Or point data_dir= or $SCRATCHVAE_DATA "
-            f"to a folder whose {name}/ subfolder holds them (now: {folder.parent}).")
+            f"are in scratchvae.datasets.FILES). Or point --data-dir (data_dir= in Python) "
+            f"or $SCRATCHVAE_DATA to a folder whose {name}/ subfolder holds them (now: "
+            f"{folder.parent}).")
 
 
 # ---- download -----------------------------------------------------------------------

@@ -150,7 +150,8 @@ def write_student_versions(out_dir, sources=("notebooks", "derivations"),
     if not folders:
         names = ", ".join(str(root / s) for s in sources)
         raise FileNotFoundError(f"no notebook folder found: {names} does not exist; run "
-                                "from the repository root or pass root=")
+                                "from the repository root or name it (--root on the command "
+                                "line, root= in Python)")
     out_resolved = out_dir.resolve()
     notebooks = [(folder, path) for folder in folders
                  for path in sorted((root / folder).rglob("*.ipynb"))

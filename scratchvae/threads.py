@@ -10,8 +10,7 @@ is 2-3 times faster. A lab machine or a hosted notebook is often busy in this wa
 ``Threads("auto")`` (the default of every command) therefore measures instead of
 guessing: before the work starts, :meth:`Threads.choose` times a few repetitions of one
 step of it (a forward and backward pass, say) with one thread and with all of them,
-taking turns, and keeps the faster. This costs a few dozen steps' worth of time, once per
-command.
+taking turns, and keeps the faster. This takes about half a second, once per command.
 
 The thread count changes the rounding of OpenBLAS's matrix products (one thread and two
 give results that differ in the last bits), so a run is reproducible bit for bit for a
@@ -50,6 +49,17 @@ def check_threads(value, name: str = "threads"):
     raise ValueError(f"{name} must be 'auto' or an integer >= 1, got {value!r}")
 
 
+def _run_for(work, seconds: float, min_calls: int) -> tuple[int, float]:
+    """Call ``work()`` at least ``min_calls`` times and until ``seconds`` have passed;
+    return the number of calls and the time they took."""
+    t0 = time.perf_counter()
+    calls = 0
+    while calls < min_calls or time.perf_counter() - t0 < seconds:
+        work()
+        calls += 1
+    return calls, time.perf_counter() - t0
+
+
 class Threads:
     """The number of threads for a piece of work.
 
@@ -67,7 +77,7 @@ class Threads:
     choice : int or None
         The count the ``with`` block uses (``None`` until ``"auto"`` has chosen).
     timings : dict
-        ``count -> seconds`` per repetition, from :meth:`choose`.
+        ``count -> [seconds per call, one per round]``, from :meth:`choose`.
     """
 
     def __init__(self, threads=AUTO, max_threads: int | None = None):
@@ -81,27 +91,27 @@ class Threads:
         self.timings: dict[int, list[float]] = {}
         self._limiter = None
 
-    def choose(self, work, repeats: int = 5) -> int:
+    def choose(self, work, rounds: int = 3, settle: float = 0.03, measure: float = 0.06) -> int:
         """For ``"auto"``: the faster count for ``work()`` (a callable doing one step).
 
-        Runs ``work`` once per candidate to warm up, then ``repeats`` times per candidate
-        in turns, and keeps the count with the smaller median time. A fixed count is
-        returned as it is, without running anything.
+        In each of ``rounds`` rounds every candidate takes a turn (in the opposite order
+        in every other round): the count is set, calls run untimed for ``settle``
+        seconds (threads that were just resized or woken up, and threads of the other
+        count still spinning, slow the first calls down), then for ``measure`` seconds
+        more, timed. The count with the smaller median time per call is kept. A fixed
+        count is returned as it is, without running anything.
         """
         if self.choice is not None:
             return self.choice
         controller = ThreadpoolController()
         limiter = controller.limit(limits=self.candidates[0])
         try:
-            for n in self.candidates:  # warm-up: first calls allocate and fault pages in
-                controller.limit(limits=n)
-                work()
-            for _ in range(repeats):
-                for n in self.candidates:
+            for r in range(rounds):
+                for n in self.candidates[::-1] if r % 2 else self.candidates:
                     controller.limit(limits=n)
-                    t0 = time.perf_counter()
-                    work()
-                    self.timings.setdefault(n, []).append(time.perf_counter() - t0)
+                    _run_for(work, settle, min_calls=1)
+                    calls, seconds = _run_for(work, measure, min_calls=2)
+                    self.timings.setdefault(n, []).append(seconds / calls)
         finally:
             limiter.restore_original_limits()
         self.choice = min(self.timings, key=lambda n: statistics.median(self.timings[n]))

@@ -219,7 +219,7 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
         # the one host -> device copy of each data set
         x_train, x_test = model.asarray(x_train_host), model.asarray(x_test_host)
         x_val = None if x_val_host is None else model.asarray(x_val_host)
-        threads = choose_threads(threads_setting, model, x_train, config.batch_size)
+        threads = choose_threads(threads_setting, config, model, x_train)
         n = x_train.shape[0]
         metrics = {}
         with threads or contextlib.nullcontext():
@@ -263,23 +263,28 @@ def _last_metrics(run_dir: Path) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
-def choose_threads(setting, model, x_train, batch_size: int):
+def choose_threads(setting, config: TrainConfig, model, x_train):
     """The CPU threads for training ``model`` (``None`` on a GPU, where they do not matter).
 
-    For ``"auto"``, :meth:`~scratchvae.threads.Threads.choose` times a forward and
-    backward pass on the first minibatch with fixed noise, which changes neither the
-    parameters nor the generator's stream.
+    For ``"auto"``, :meth:`~scratchvae.threads.Threads.choose` times whole training steps
+    (forward, backward, optimizer) on the first minibatch, taken by a scratch copy of the
+    model and optimizer built from ``config``: the run's parameters and generator are left
+    untouched.
     """
     if not host_reads_are_free(model.xp):
         return None
     threads = Threads(setting)
-    xb = x_train[:min(batch_size, x_train.shape[0]), ...]
-    eps = model.xp.zeros((1, xb.shape[0], model.latent_dim), dtype=model.dtype,
-                         device=model.device)
+    if threads.choice is not None:
+        return threads
+    scratch = build_model(config, model.input_dim)
+    scratch.to(model.backend, model.device)
+    scratch_opt = build_optimizer(config, scratch)
+    xb = x_train[:min(config.batch_size, x_train.shape[0]), ...]
 
     def one_step():
-        model.loss(xb, eps=eps, check_values=False)
-        model.backward()
+        scratch.loss(xb, check_values=False)
+        scratch.backward()
+        scratch_opt.step(scratch.grads)
 
     threads.choose(one_step)
     return threads

@@ -45,8 +45,8 @@ def test_auto_keeps_the_faster_count(fast):
         time.sleep(0.001 if n == fast else 0.004)
 
     threads = Threads("auto", max_threads=2)
-    assert threads.choose(step, repeats=3) == fast == threads.choice
-    assert sorted(set(calls)) == [1, 2] and len(calls) == 2 + 2 * 3
+    assert threads.choose(step, rounds=2, settle=0.005, measure=0.02) == fast == threads.choice
+    assert sorted(set(calls)) == [1, 2] and len(threads.timings[1]) == 2
     with threads:
         assert blas_threads() == fast
     assert Threads(3).choose(lambda: pytest.fail("a fixed count runs nothing")) == 3
@@ -59,7 +59,7 @@ def test_runs_record_their_count_and_auto_resumes_with_it(tmp_path, monkeypatch)
     train(TrainConfig(epochs=1, threads=2, **small), tmp_path, quiet=True)
     assert checkpoint.read(tmp_path / "checkpoint.npz")["threads"] == 2
 
-    def no_trial(self, work, repeats=5):
+    def no_trial(self, work, **kwargs):
         assert self.choice is not None, "a resumed auto run must not choose again"
         return self.choice
 
