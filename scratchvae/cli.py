@@ -7,7 +7,10 @@ Bad values exit with status 2 and a one-line message; a failure while running
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -42,6 +45,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _int_list(text: str) -> tuple:
+    if text.strip().lower() == "none":
+        return ()  # no hidden layer: affine encoder and decoder
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected sizes such as 400 or 500,500 (or none "
+                                         "for an affine VAE), got an empty value")
     try:
         dims = tuple(int(t) for t in text.replace(",", " ").split())
     except ValueError:
@@ -234,8 +242,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# what may be given with --resume; every other option is fixed by the run's config.json
+RESUME_OPTIONS = {"resume", "epochs", "backend", "device", "threads", "data_dir", "quiet",
+                  "no_plots", "command"}
+
+
 def _train_config(args) -> TrainConfig:
     if args.resume:
+        given = [k for k, v in vars(args).items()
+                 if k not in RESUME_OPTIONS and v not in (None, False)]
+        if given:
+            flags = ", ".join(_flag(k) for k in given)
+            raise UsageError(f"scratchvae train: error: {flags} cannot change when resuming "
+                             f"(the run's config.json fixes them); start a new run with "
+                             f"--out to change them")
         path = Path(args.resume) / "config.json"
         if not path.is_file():
             raise UsageError(f"scratchvae train: error: --resume {args.resume}: "
@@ -243,6 +263,10 @@ def _train_config(args) -> TrainConfig:
         config = TrainConfig.from_json(json.loads(path.read_text()))
         if args.epochs is not None:
             config.epochs = args.epochs
+        if args.threads is not None:
+            config.threads = args.threads
+        if args.data_dir is not None:
+            config.data_dir = args.data_dir
         _move_config(config, args.backend, args.device)
         return config
     fields = {k: v for k, v in vars(args).items()
@@ -253,6 +277,28 @@ def _train_config(args) -> TrainConfig:
     if config.out is None:
         config.out = str(Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     return config
+
+
+def _flag(name: str) -> str:
+    """The command-line flag of a configuration field: ``n_train`` -> ``--n-train``."""
+    return "--samples" if name == "n_samples" else "--" + name.replace("_", "-")
+
+
+_FIELD = re.compile(r"\b(" + "|".join(sorted(TrainConfig.__dataclass_fields__, key=len,
+                                              reverse=True)) + r")\b(=('[^']*'|\S+))?")
+
+
+def _in_flags(message: str) -> str:
+    """A message about configuration fields in the words of the command line:
+    ``lr must be > 0`` -> ``--lr must be > 0``, ``binarize='dynamic'`` ->
+    ``--binarize dynamic``, ``n_train`` -> ``--n-train``. A plain word such as "backend"
+    is a field only at the start of the message or before ``=``."""
+    def flag(m):
+        name, value = m.group(1), m.group(3)
+        if value is None and "_" not in name and m.start() > 0:
+            return m.group(0)  # an ordinary word of the sentence
+        return _flag(name) + ("" if value is None else " " + value.strip("'"))
+    return _FIELD.sub(flag, message)
 
 
 def _move_config(config: TrainConfig, backend, device) -> None:
@@ -270,7 +316,7 @@ def _build(config: TrainConfig, input_dim: int, command: str):
     try:
         return build_model(config, input_dim)
     except (ValueError, ImportError, RuntimeError) as err:  # bad value, or no GPU for cupy
-        raise UsageError(f"scratchvae {command}: error: {err}") from None
+        raise UsageError(f"scratchvae {command}: error: {_in_flags(str(err))}") from None
 
 
 def _writable_dir(path: Path, option: str) -> Path:
@@ -285,27 +331,92 @@ def _writable_dir(path: Path, option: str) -> Path:
     return path
 
 
+def _available_bytes() -> int | None:
+    """Memory the machine can still give (Linux's MemAvailable), or None if unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_fits(config: TrainConfig) -> None:
+    """Refuse a model that cannot fit in memory before anything is allocated."""
+    from .train import training_bytes
+
+    need, have = training_bytes(config), _available_bytes()
+    if have is not None and need > have:
+        raise UsageError(f"scratchvae train: error: this model needs about {need / 2**30:.1f} "
+                         f"GiB to train (parameters, gradients, optimizer state and a "
+                         f"minibatch) but {have / 2**30:.1f} GiB are available; lower "
+                         f"--hidden-dims or --batch-size")
+
+
 def _cmd_train(args) -> int:
-    from .train import train
+    from .checkpoint import CheckpointError
+    from .datasets import DataNotFoundError, DatasetError
+    from .train import ConfigError, TrainingError, train
 
     config = _train_config(args)
     try:
         config.validate()
     except ValueError as err:
-        raise UsageError(f"scratchvae train: error: {err}") from None
+        raise UsageError(f"scratchvae train: error: {_in_flags(str(err))}") from None
+    _check_fits(config)
     _build(config, 1, "train")  # the model's own checks, before any data is read
-    run_dir = _writable_dir(Path(args.resume or config.out), "--resume" if args.resume
-                            else "--out")
+    run_dir = Path(args.resume or config.out)
+    existed = run_dir.exists()
+    _writable_dir(run_dir, "--resume" if args.resume else "--out")
     if not args.quiet:
-        print(f"training a {config.likelihood} VAE on {config.dataset} -> {run_dir}")
-    metrics = train(config, run_dir, resume=bool(args.resume), quiet=args.quiet)
-    if not args.no_plots:
+        print(f"training a {config.likelihood} VAE on {config.dataset} -> {run_dir}",
+              flush=True)
+    try:
+        metrics = train(config, run_dir, resume=bool(args.resume), quiet=args.quiet)
+    except ConfigError as err:
+        _forget_failed_run(run_dir, existed)
+        raise UsageError(f"scratchvae train: error: {_in_flags(str(err))}") from None
+    except (DataNotFoundError, DatasetError, CheckpointError, TrainingError, MemoryError):
+        _forget_failed_run(run_dir, existed)
+        raise
+    except KeyboardInterrupt:
+        _forget_failed_run(run_dir, existed)
+        print(f"scratchvae train: interrupted; {_what_is_kept(run_dir)}", file=sys.stderr)
+        return 130
+    if not args.no_plots and (run_dir / "checkpoint.npz").is_file():
         written = _write_plots(run_dir, config.data_dir, config.backend, config.device)
         if not args.quiet:
             print("wrote " + ", ".join(p.name for p in written))
     if metrics:
-        print(f"final test loss (negative ELBO): {metrics['test_loss']:.3f} nats per example")
+        print(f"final test loss (negative ELBO): {metrics['test_loss']:.3f} nats per example "
+              f"(epoch {metrics['epoch']})")
     return 0
+
+
+def _what_is_kept(run_dir: Path) -> str:
+    from . import checkpoint
+
+    path = run_dir / "checkpoint.npz"
+    if not path.is_file():
+        return ("no epoch had ended, so there is no checkpoint; start again with the same "
+                "command")
+    epoch = checkpoint.read(path)["epoch"]
+    return (f"the checkpoint of epoch {epoch} is kept; continue with "
+            f"scratchvae train --resume {run_dir}")
+
+
+def _forget_failed_run(run_dir: Path, existed: bool) -> None:
+    """A new run that failed before its first checkpoint leaves no folder behind."""
+    if existed or (run_dir / "checkpoint.npz").exists():
+        return
+    for name in ("config.json", "metrics.jsonl"):
+        (run_dir / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: something else is in there
+        run_dir.rmdir()
 
 
 def _load_run(run_dir, data_dir=None, backend=None, device=None, command="plot"):
@@ -347,23 +458,72 @@ def _write_plots(run_dir, data_dir=None, backend=None, device=None) -> list:
     return written
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class _Progress:
+    """Progress of a long computation in units: an estimate of the total time after the
+    first unit, then a bar on a terminal, or a line at every tenth otherwise (a log
+    file, ``nohup``, a notebook's ``!`` command)."""
+
+    def __init__(self, what: str, quiet: bool = False):
+        self.what, self.quiet = what, quiet
+        self.tty = sys.stderr.isatty()
+        self.start, self.bar, self.tenths = time.perf_counter(), None, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        elapsed = time.perf_counter() - self.start
+        if done == 1:
+            print(f"{self.what}: about {_duration(elapsed * total)} "
+                  f"(timed on the first of {total} chunks)", flush=True)
+            if self.tty:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, initial=1, desc=self.what, leave=False,
+                                unit="chunk")
+        elif self.bar is not None:
+            self.bar.update()
+        elif done * 10 // total > self.tenths:
+            self.tenths = done * 10 // total
+            left = elapsed / done * (total - done)
+            print(f"{self.what}: {done}/{total} chunks, {_duration(elapsed)} so far, "
+                  f"about {_duration(left)} left", flush=True)
+        if done == total and self.bar is not None:
+            self.bar.close()
+
+
 def _cmd_evaluate(args) -> int:
     from .evaluate import active_units, elbo, log_likelihood
 
     if args.k < 1:
         raise UsageError(f"scratchvae evaluate: error: --k must be >= 1, got {args.k}")
-    _, _, model, x_test, _ = _load_run(args.run_dir, args.data_dir, args.backend, args.device,
-                                       "evaluate")
+    if args.n_test is not None and args.n_test < 1:
+        raise UsageError("scratchvae evaluate: error: --n-test must be >= 1")
+    config, _, model, x_test, _ = _load_run(args.run_dir, args.data_dir, args.backend,
+                                            args.device, "evaluate")
     if args.n_test is not None:
-        if args.n_test < 1:
-            raise UsageError("scratchvae evaluate: error: --n-test must be >= 1")
+        if args.n_test > x_test.shape[0]:
+            raise UsageError(f"scratchvae evaluate: error: --n-test {args.n_test} is more "
+                             f"than the {x_test.shape[0]} test images of the run")
         x_test = x_test[:args.n_test]
+    epoch = _checkpoint_epoch(args.run_dir)
     e = elbo(model, x_test)
-    ll, se = log_likelihood(model, x_test, k=args.k)
+    what = f"log p(x) with K={args.k} on {x_test.shape[0]} images"
+    ll, se = log_likelihood(model, x_test, k=args.k, progress=_Progress(what, args.quiet),
+                            threads=config.threads if args.threads is None else args.threads)
     au, _ = active_units(model, x_test)
-    result = {"n_test": int(x_test.shape[0]), "test_elbo": -e["loss"], "test_recon": e["recon"],
-              "test_kl": e["kl"], "log_likelihood": ll, "log_likelihood_stderr": se,
-              "k": args.k, "active_units": int(au), "latent_dim": model.latent_dim}
+    result = {"epoch": epoch, "n_test": int(x_test.shape[0]), "test_elbo": -e["loss"],
+              "test_recon": e["recon"], "test_kl": e["kl"], "log_likelihood": ll,
+              "log_likelihood_stderr": se, "k": args.k, "active_units": int(au),
+              "latent_dim": model.latent_dim}
+    print(f"evaluated the checkpoint of epoch {epoch}")
     print(f"test ELBO          {-e['loss']:10.3f} nats  (recon {e['recon']:.3f}, "
           f"KL {e['kl']:.3f})")
     print(f"log p(x), K={args.k:<5d} {ll:10.3f} ± {se:.3f} nats (importance weighted)")
@@ -372,11 +532,18 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _checkpoint_epoch(run_dir) -> int:
+    from . import checkpoint
+
+    return checkpoint.read(Path(run_dir) / "checkpoint.npz")["epoch"]
+
+
 def _cmd_sample(args) -> int:
     from . import plots
 
-    if args.n < 1:
-        raise UsageError(f"scratchvae sample: error: --n must be >= 1, got {args.n}")
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise UsageError(f"scratchvae sample: error: --n must be between 1 and {MAX_SAMPLES} "
+                         f"(a grid of at most 50 x 50 images), got {args.n}")
     _, ds, model, _, _ = _load_run(args.run_dir, None, args.backend, args.device, "sample")
     from .rng import Generator
 
@@ -456,7 +623,7 @@ def main(argv=None) -> int:
               f"kept", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("scratchvae: interrupted; the last checkpoint is kept", file=sys.stderr)
+        print("scratchvae: interrupted", file=sys.stderr)
         return 130
 
 

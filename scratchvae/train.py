@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import sys
@@ -37,6 +38,10 @@ BINARIZE = ("none", "dynamic", "fixed")
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a NaN or inf loss)."""
+
+
+class ConfigError(ValueError):
+    """A configuration that does not fit its data (found once the data set is read)."""
 
 
 @dataclass
@@ -150,6 +155,11 @@ def load_data(config: TrainConfig, progress=None):
     training images set aside (``None`` when it is 0).
     """
     ds = datasets.load(config.dataset, config.data_dir, progress=progress)
+    for name, split in (("n_train", ds.x_train), ("n_test", ds.x_test)):
+        asked = getattr(config, name)
+        if asked is not None and asked > split.shape[0]:
+            raise ConfigError(f"{name}={asked} is more than the {split.shape[0]} "
+                              f"{name[2:]} images of {config.dataset}")
     x_train, x_test = ds.x_train[:config.n_train], ds.x_test[:config.n_test]
     y_test = None if ds.y_test is None else ds.y_test[:config.n_test]
     x_val = None
@@ -164,6 +174,32 @@ def load_data(config: TrainConfig, progress=None):
     if config.binarize == "fixed":
         x_train = datasets.binarize(x_train, np.random.default_rng(config.seed + 2))
     return ds, x_train, x_val, x_test, y_test
+
+
+def param_count(config: TrainConfig) -> int:
+    """The number of parameters of the model ``config`` describes (without building it)."""
+    d_x = math.prod(datasets.IMAGE_SHAPES[config.dataset])
+    d_out = 2 * d_x if config.likelihood == "gaussian_learned" else d_x
+    enc = (d_x, *config.hidden_dims)
+    dec = (config.latent_dim, *config.hidden_dims[::-1])
+    shared_logvar = config.likelihood == "gaussian" and config.sigma_dec == "learned"
+    return (sum(a * b + b for a, b in itertools.pairwise(enc))
+            + 2 * (enc[-1] + 1) * config.latent_dim       # the mu and logvar heads
+            + sum(a * b + b for a, b in itertools.pairwise(dec))
+            + (dec[-1] + 1) * d_out                       # the decoder's head
+            + int(shared_logvar))
+
+
+def training_bytes(config: TrainConfig) -> int:
+    """About how much memory training ``config`` takes, in bytes, before it allocates:
+    the parameters six times over (parameters, gradients, two optimizer moments and two
+    scratch buffers), the data set, and a minibatch's activations and their gradients."""
+    d_x = math.prod(datasets.IMAGE_SHAPES[config.dataset])
+    itemsize = 8 if config.dtype == "float64" else 4
+    n_data = {"frey": 1965}.get(config.dataset, 70_000)
+    width = 3 * d_x + 2 * sum(config.hidden_dims) + 4 * config.latent_dim
+    return itemsize * (6 * param_count(config) + n_data * d_x
+                       + 4 * config.batch_size * config.n_samples * width)
 
 
 def kl_weight(config: TrainConfig, epoch: int) -> float:
@@ -222,6 +258,7 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
         threads = choose_threads(threads_setting, config, model, x_train)
         n = x_train.shape[0]
         metrics = {}
+        started = time.perf_counter()
         with threads or contextlib.nullcontext():
             for epoch in range(done + 1, config.epochs + 1):
                 model.beta = kl_weight(config, epoch)
@@ -247,14 +284,22 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
                                 threads=None if threads is None else threads.choice)
                 if not quiet:
                     val = f"  val {metrics['val_loss']:9.3f}" if "val_loss" in metrics else ""
+                    left = config.epochs - epoch
+                    per_epoch = (time.perf_counter() - started) / (epoch - done)
+                    eta = f"  about {_duration(left * per_epoch)} left" if left else ""
                     log(f"epoch {epoch:3d}  train {train_loss:9.3f}{val}  "
                         f"test {test['loss']:9.3f}  (recon {test['recon']:8.3f}, "
-                        f"KL {test['kl']:7.3f})  {seconds:6.2f} s  {n / seconds:8.0f} ex/s")
+                        f"KL {test['kl']:7.3f})  {seconds:6.2f} s  {n / seconds:8.0f} ex/s"
+                        f"{eta}")
     return metrics
 
 
 def _print_now(line: str) -> None:
     print(line, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _last_metrics(run_dir: Path) -> dict:
@@ -292,8 +337,8 @@ def choose_threads(setting, config: TrainConfig, model, x_train):
 
 def _check_unit_interval(x, name: str) -> None:
     if x.min() < 0 or x.max() > 1 or not np.all(np.isfinite(x)):
-        raise ValueError(f"data set {name} must hold finite values in [0, 1] "
-                         "for likelihood='bernoulli'")
+        raise ConfigError(f"data set {name} must hold finite values in [0, 1] "
+                          "for likelihood='bernoulli'")
 
 
 def train_epoch(model, opt, x_train, config: TrainConfig, epoch: int,

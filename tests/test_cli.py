@@ -59,20 +59,21 @@ def test_gradcheck_command_passes(capsys):
 
 
 @pytest.mark.parametrize("args, word", [
-    (["train", "--epochs", "0"], "epochs"),
-    (["train", "--batch-size", "0"], "batch_size"),
-    (["train", "--lr", "0"], "lr"),
+    (["train", "--epochs", "0"], "--epochs must be"),
+    (["train", "--batch-size", "0"], "--batch-size"),
+    (["train", "--lr", "0"], "--lr must be"),
     (["train", "--lr", "-0.1"], "lr"),
     (["train", "--dataset", "cifar10"], "--dataset"),
     (["train", "--epochs", "many"], "--epochs"),
     (["train", "--hidden-dims", "4x"], "--hidden-dims"),
     (["train", "--out", "/proc/version/run"], "--out"),
     (["train", "--resume", "/nonexistent/run"], "--resume"),
-    (["train", "--binarize", "dynamic", "--likelihood", "gaussian"], "binarize"),
-    (["train", "--n-validation", "-5"], "n_validation"),
-    (["train", "--free-bits", "0.5", "--estimator", "A"], "free_bits"),
-    (["train", "--sigma-dec", "-1", "--likelihood", "gaussian"], "sigma_dec"),
-    (["train", "--device", "0"], "device for backend 'numpy' must be None or 'cpu'"),
+    (["train", "--binarize", "dynamic", "--likelihood", "gaussian"],
+     "--binarize dynamic needs --likelihood bernoulli"),
+    (["train", "--n-validation", "-5"], "--n-validation"),
+    (["train", "--free-bits", "0.5", "--estimator", "A"], "--free-bits needs --estimator B"),
+    (["train", "--sigma-dec", "-1", "--likelihood", "gaussian"], "--sigma-dec"),
+    (["train", "--device", "0"], "--device for backend 'numpy' must be None or 'cpu'"),
     (["evaluate", "/nonexistent/run"], "config.json"),
     (["evaluate", ".", "--k", "0"], "--k"),
     (["frobnicate"], "invalid choice"),
@@ -163,3 +164,124 @@ def test_out_of_memory_is_one_line(monkeypatch, capsys, tmp_path):
     assert err == ("scratchvae: error: out of memory (MemoryError: Out of memory allocating "
                    "1,234,567,890 bytes (allocated so far)); lower --batch-size (or --k for "
                    "evaluate); the last checkpoint is kept\n")
+
+
+def test_resume_refuses_options_the_run_fixes(run_dir, capsys):
+    before = (run_dir / "config.json").read_text()
+    assert main(["train", "--resume", str(run_dir), "--lr", "0.1", "--latent-dim", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("scratchvae train: error: --lr, --latent-dim cannot change when resuming "
+                   "(the run's config.json fixes them); start a new run with --out to "
+                   "change them\n")
+    assert (run_dir / "config.json").read_text() == before
+
+
+def test_resume_with_nothing_to_do_says_so_and_changes_nothing(run_dir, capsys):
+    files = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    done = len((run_dir / "metrics.jsonl").read_text().splitlines())
+    assert main(["train", "--resume", str(run_dir), "--epochs", "1", "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert f"is already at epoch {done} of the 1 asked for: nothing to do" in out
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == files
+
+
+def test_resume_without_a_checkpoint_says_how_to_start_over(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_dims": [32]}))
+    assert main(["train", "--resume", str(tmp_path), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "has no checkpoint.npz to resume from" in err and "without --resume" in err
+
+
+@pytest.mark.usefixtures("data_dir")
+@pytest.mark.parametrize(("args", "message"), [
+    (["--n-train", "100000"], "--n-train 100000 is more than the 60000 train images of mnist"),
+    (["--hidden-dims", ""], "--hidden-dims: expected sizes such as 400 or 500,500"),
+    (["--hidden-dims", "100000,100000"], "this model needs about"),
+    (["--threads", "0"], "--threads: expected 'auto' or an integer >= 1"),
+])
+def test_impossible_sizes_exit_2_and_leave_no_folder(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+@pytest.mark.usefixtures("data_dir")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_run_that_fails_in_its_first_epoch_leaves_no_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *SMALL, "--lr", "1e30"]) == 1
+    err = capsys.readouterr().err
+    assert "at epoch 1, step" in err and "no checkpoint was written" in err
+    assert not out.exists()
+
+
+def test_an_interrupted_run_says_what_is_kept(tmp_path, capsys, monkeypatch, data_dir):
+    import scratchvae.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scratchvae.train, "train", interrupted)
+    assert main(["train", "--out", str(tmp_path / "new"), *SMALL]) == 130
+    assert "no epoch had ended, so there is no checkpoint; start again" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_interrupted_resume_names_its_checkpoint(run_dir, capsys, monkeypatch):
+    import scratchvae.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scratchvae.train, "train", interrupted)
+    assert main(["train", "--resume", str(run_dir), "--epochs", "50"]) == 130
+    err = capsys.readouterr().err
+    assert "the checkpoint of epoch " in err and f"--resume {run_dir}" in err
+    assert (run_dir / "checkpoint.npz").is_file()
+
+
+def test_sample_refuses_an_absurd_number_of_images(run_dir, capsys):
+    assert main(["sample", str(run_dir), "--n", "100000"]) == 2
+    assert "--n must be between 1 and 2500" in capsys.readouterr().err
+
+
+def test_evaluate_estimates_its_time_shows_progress_and_records_the_epoch(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), "--k", "300", "--n-test", "200",
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("log p(x) with K=300 on 200 images: about ")
+    assert "(timed on the first of 6 chunks)" in lines[0]
+    assert any("6/6 chunks" in line and "left" in line for line in lines)
+    result = json.loads((run_dir / "evaluation.json").read_text())
+    assert result["epoch"] == checkpoint_epoch(run_dir)
+    assert f"evaluated the checkpoint of epoch {result['epoch']}" in out
+
+
+def checkpoint_epoch(run_dir):
+    from scratchvae import checkpoint
+
+    return checkpoint.read(run_dir / "checkpoint.npz")["epoch"]
+
+
+def test_every_option_has_help_with_its_default_and_the_readme_names_it():
+    from scratchvae.cli import build_parser
+
+    readme = (ROOT / "README.md").read_text()
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    no_default = {"--resume", "--quiet", "--no-plots", "--out", "--data-dir", "--device",
+                  "--backend"}
+    for name, sub in subparsers.items():
+        for action in sub._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            flag = action.option_strings[0]
+            assert action.help, f"{name} {flag} has no help text"
+            if flag not in no_default and not (name == "exercises"):
+                assert "default" in action.help, f"{name} {flag}: no default in its help"
+            assert f"`{flag}" in readme or f"{flag} " in readme or f"{flag}`" in readme, \
+                f"the README does not mention {name} {flag}"
