@@ -439,22 +439,29 @@ def _load_run(run_dir, data_dir=None, backend=None, device=None, command="plot")
 
 
 def _write_plots(run_dir, data_dir=None, backend=None, device=None) -> list:
-    from . import plots
+    import numpy as np
+
+    from . import datasets, plots
+    from .evaluate import latent_means
 
     run_dir = Path(run_dir)
-    _, ds, model, x_test, y_test = _load_run(run_dir, data_dir, backend, device)
+    config, ds, model, x_test, y_test = _load_run(run_dir, data_dir, backend, device)
     shape = ds.image_shape
     written = [run_dir / "reconstructions.png", run_dir / "samples.png",
                run_dir / "latent.png", run_dir / "curves.png"]
-    plots.plot_reconstructions(model, x_test[:8], shape, path=written[0])
+    spread = np.linspace(0, x_test.shape[0] - 1, 8).round().astype(int)  # across the set
+    plots.plot_reconstructions(model, x_test[spread], shape, path=written[0])
     plots.plot_samples(model, shape, n=64, path=written[1])
     plots.plot_latent(model, x_test[:5000], None if y_test is None else y_test[:5000],
-                      path=written[2])
+                      path=written[2], class_names=datasets.CLASS_NAMES.get(config.dataset))
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     plots.plot_curves([json.loads(line) for line in lines if line.strip()], path=written[3])
     if model.latent_dim == 2:
         written.append(run_dir / "manifold.png")
-        plots.plot_manifold(model, shape, n=20, path=written[-1])
+        x_train = ds.x_train[:5000]  # the training images span the data set; Frey's test
+        means = latent_means(model, x_train).astype(np.float64)  # set is one short clip
+        limits = np.percentile(means, [1, 99], axis=0).T  # where the data actually lie
+        plots.plot_manifold(model, shape, n=20, path=written[-1], limits=limits)
     return written
 
 
@@ -595,6 +602,12 @@ def _cmd_exercises(args) -> int:
         raise UsageError(f"scratchvae exercises: error: {err}") from None
     for path in written:
         print(f"wrote {path}")
+    others = [p for folder in ("notebooks", "derivations")
+              for p in sorted((Path(args.root) / folder).glob("*.ipynb"))
+              if p.name not in {w.name for w in written}]
+    if others:
+        print(f"{len(others)} notebooks have no exercises to fill in and were not copied "
+              f"(read them where they are): " + ", ".join(p.name for p in others))
     return 0
 
 

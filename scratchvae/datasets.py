@@ -84,6 +84,11 @@ IDX_LABELS_MAGIC = 2049  # 0x0801: unsigned bytes, 1 dimension
 _IDX_KINDS = {IDX_IMAGES_MAGIC: "images", IDX_LABELS_MAGIC: "labels"}
 _IDX_SPLITS = (("train", 60000), ("t10k", 10000))
 N_CLASSES = 10
+CLASS_NAMES = MappingProxyType({
+    "mnist": tuple(str(d) for d in range(10)),
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                      "Shirt", "Sneaker", "Bag", "Ankle boot"),
+})
 
 FREY_SHAPE = (560, 1965)
 FREY_N_TEST = 200

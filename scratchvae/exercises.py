@@ -128,7 +128,10 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def write_student_versions(out_dir, sources=("notebooks", "derivations"),
                            root=None) -> list[Path]:
-    """Write the student version of every notebook under the ``sources`` folders.
+    """Write the student version of every notebook with exercises under ``sources``.
+
+    A notebook without exercise cells has nothing to fill in and is not copied (read it
+    where it is).
 
     Parameters
     ----------
@@ -160,6 +163,8 @@ def write_student_versions(out_dir, sources=("notebooks", "derivations"),
     written = []
     for folder, path in notebooks:
         notebook = json.loads(path.read_text(encoding="utf-8"))
+        if not has_solutions(notebook):
+            continue
         target = out_dir / folder / path.relative_to(root / folder)
         text = json.dumps(student_notebook(notebook, str(path)), indent=1, sort_keys=True,
                           ensure_ascii=False)

@@ -22,6 +22,7 @@ from statistics import NormalDist
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .backend import to_numpy
 from .evaluate import latent_means
@@ -129,48 +130,62 @@ def plot_reconstructions(model, x, image_shape, n: int = 8, path=None) -> Figure
 def plot_samples(model, image_shape, n: int = 64, path=None) -> Figure:
     """Decoder means :math:`\\mathbb E[x|z]` at ``n`` draws z ~ N(0, I) (``model.sample``)."""
     samples = to_numpy(model.sample(check_int(n, "n")))
-    fig = _grid_figure(image_grid(samples, image_shape), "samples, z ~ N(0, I)",
-                       inches_per_pixel=0.03)
+    fig = _grid_figure(image_grid(samples, image_shape),
+                       "decoder means E[x | z] at z ~ N(0, I)", inches_per_pixel=0.03)
     _save(fig, path)
     return fig
 
 
-def plot_manifold(model, image_shape, n: int = 20, path=None) -> Figure:
+def plot_manifold(model, image_shape, n: int = 20, path=None, limits=None) -> Figure:
     """The learned 2-D manifold (Kingma & Welling, 2014, Fig. 4).
 
-    Decoder means on an ``n`` x ``n`` grid of z whose coordinates are
+    Decoder means on an ``n`` x ``n`` grid of z. By default the coordinates are
     :math:`\\Phi^{-1}(p)`, p linearly spaced in [0.05, 0.95]: equal steps in prior
-    probability. :math:`z_1` grows to the right, :math:`z_2` upwards. Needs
-    ``latent_dim == 2``.
+    probability, as in the paper. ``limits = ((lo_1, hi_1), (lo_2, hi_2))`` spaces them
+    linearly between those values instead, e.g. the 1st and 99th percentiles of the
+    latent means of the data, when the data do not fill the prior (Frey Face).
+    :math:`z_1` grows to the right, :math:`z_2` upwards. Needs ``latent_dim == 2``.
     """
     if model.latent_dim != 2:
         raise ValueError(f"plot_manifold needs a model with latent_dim == 2, "
                          f"got latent_dim = {model.latent_dim}")
     n = check_int(n, "n")
-    q = np.array([NormalDist().inv_cdf(p) for p in np.linspace(0.05, 0.95, n)])
-    z1, z2 = np.meshgrid(q, q[::-1])               # row 0 is the top: largest z_2
+    if limits is None:
+        q1 = q2 = np.array([NormalDist().inv_cdf(p) for p in np.linspace(0.05, 0.95, n)])
+        how = "normal quantiles 0.05 ... 0.95"
+    else:
+        limits = np.asarray(limits, dtype=np.float64)
+        if limits.shape != (2, 2) or not np.all(np.isfinite(limits)) or \
+                not np.all(limits[:, 0] < limits[:, 1]):
+            raise ValueError(f"limits must be ((lo_1, hi_1), (lo_2, hi_2)) with lo < hi, "
+                             f"got {limits.tolist()}")
+        q1, q2 = (np.linspace(lo, hi, n) for lo, hi in limits)
+        how = "where the data lie"
+    z1, z2 = np.meshgrid(q1, q2[::-1])             # row 0 is the top: largest z_2
     z = np.stack([z1.ravel(), z2.ravel()], axis=1)
     means = to_numpy(model.sample(n * n, z=model.asarray(z)))
     h, w = _check_image_shape(image_shape, means.shape[1])
     fig = _grid_figure(image_grid(means, image_shape, ncols=n), "latent manifold")
     ax = fig.axes[0]
     ends = [0, n - 1]
-    ax.set_xticks([(i + 0.5) * w for i in ends], [f"{q[i]:.2f}" for i in ends])
-    ax.set_yticks([(i + 0.5) * h for i in ends], [f"{q[::-1][i]:.2f}" for i in ends])
-    ax.set_xlabel("$z_1$ (normal quantiles 0.05 ... 0.95)")
+    ax.set_xticks([(i + 0.5) * w for i in ends], [f"{q1[i]:.2f}" for i in ends])
+    ax.set_yticks([(i + 0.5) * h for i in ends], [f"{q2[::-1][i]:.2f}" for i in ends])
+    ax.set_xlabel(f"$z_1$ ({how})")
     ax.set_ylabel("$z_2$")
     _save(fig, path)
     return fig
 
 
-def plot_latent(model, x, labels=None, path=None) -> Figure:
+def plot_latent(model, x, labels=None, path=None, class_names=None) -> Figure:
     """Scatter of where ``x`` lands in latent space, coloured by ``labels``.
 
     The points are the posterior means :math:`\\mu(x)` of a VAE (the codes of an
     AE). With ``latent_dim > 2`` they are projected onto their first two principal
     components, and the axis labels say so.
 
-    x: host array (N, D); labels: optional array (N,) of class labels or values.
+    x: host array (N, D); labels: optional array (N,) of class labels 0..9;
+    class_names: optional names of the classes for the colour bar
+    (``scratchvae.datasets.CLASS_NAMES[name]``).
     """
     if model.latent_dim < 2:
         raise ValueError(f"plot_latent needs latent_dim >= 2, got latent_dim = "
@@ -192,9 +207,12 @@ def plot_latent(model, x, labels=None, path=None) -> Figure:
     fig = _figure(5.5, 4.5)
     ax = fig.add_subplot()
     dots = ax.scatter(points[:, 0], points[:, 1], c=labels, s=4, alpha=0.7,
-                      cmap="tab10" if labels is not None else None)
+                      cmap="tab10" if labels is not None else None,
+                      vmin=None if labels is None else -0.5,
+                      vmax=None if labels is None else 9.5)
     if labels is not None:
-        fig.colorbar(dots, ax=ax, label="label")
+        bar = fig.colorbar(dots, ax=ax, label="class" if class_names else "label")
+        bar.set_ticks(range(10), labels=list(class_names) if class_names else None)
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.set_title("latent means")
@@ -206,7 +224,7 @@ def plot_curves(metrics, path=None) -> Figure:
     """Training curves from the records of ``metrics.jsonl``.
 
     Three panels, loss, reconstruction and KL, each against ``epoch``, with the
-    ``train_*`` and ``test_*`` series that the records hold (``train_loss``,
+    ``train_*``, ``val_*`` and ``test_*`` series that the records hold (``train_loss``,
     ``test_loss``, ``test_recon``, ``test_kl``, ...). A record missing a key, or
     holding ``None`` for it, is skipped in that series.
 
@@ -217,13 +235,14 @@ def plot_curves(metrics, path=None) -> Figure:
         raise ValueError("metrics must be a non-empty list of dicts, each with an 'epoch'")
     fig = _figure(11.0, 3.4)
     for ax, (part, ylabel) in zip(fig.subplots(1, len(CURVES)), CURVES, strict=True):
-        for split in ("train", "test"):
+        for split in ("train", "val", "test"):
             key = f"{split}_{part}"
             points = [(m["epoch"], m[key]) for m in metrics if m.get(key) is not None]
             if points:
                 epochs, values = zip(*points, strict=True)
                 ax.plot(epochs, values, marker=".", label=split)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
         ax.set_ylabel(ylabel)
         if ax.lines:
             ax.legend()

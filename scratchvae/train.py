@@ -264,14 +264,16 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
                 model.beta = kl_weight(config, epoch)
                 t0 = time.perf_counter()
                 try:
-                    train_loss = train_epoch(model, opt, x_train, config, epoch, show_progress)
+                    train_ = train_epoch(model, opt, x_train, config, epoch, show_progress)
                 except TrainingError as err:
                     kept = (f"the checkpoint of epoch {epoch - 1} is kept" if epoch > 1 else
                             "no checkpoint was written")
                     raise TrainingError(f"{err}; {kept}") from None
                 seconds = time.perf_counter() - t0  # train_epoch has waited for the device
                 test = elbo(model, x_test, batch_size=1000)
+                train_loss = train_["loss"]
                 metrics = {"epoch": epoch, "train_loss": train_loss,
+                           "train_recon": train_["recon"], "train_kl": train_["kl"],
                            "test_loss": test["loss"], "test_recon": test["recon"],
                            "test_kl": test["kl"], "beta": model.beta, "epoch_seconds": seconds,
                            "examples_per_second": n / seconds,
@@ -342,14 +344,15 @@ def _check_unit_interval(x, name: str) -> None:
 
 
 def train_epoch(model, opt, x_train, config: TrainConfig, epoch: int,
-                show_progress: bool = False) -> float:
-    """One pass over shuffled minibatches of ``x_train`` (on the model's device); returns
-    the mean training loss.
+                show_progress: bool = False) -> dict:
+    """One pass over shuffled minibatches of ``x_train`` (on the model's device).
 
-    Each step's loss is written into a vector on the device, which comes to the host
-    once, at the end of the epoch: a GPU never waits for the host in between. On the CPU,
-    where reading a number costs nothing, a non-finite loss stops the epoch at once.
-    Either way :class:`TrainingError` names the epoch and the first bad step.
+    Returns the epoch's means over the training examples: ``loss`` (the objective
+    minimized), ``recon`` and ``kl``. Each step's values are written into an array on
+    the device, which comes to the host once, at the end of the epoch: a GPU never waits
+    for the host in between. On the CPU, where reading a number costs nothing, a
+    non-finite loss stops the epoch at once. Either way :class:`TrainingError` names the
+    epoch and the first bad step.
     """
     xp = model.xp
     n, batch_size = x_train.shape[0], config.batch_size
@@ -362,13 +365,13 @@ def train_epoch(model, opt, x_train, config: TrainConfig, epoch: int,
         bar = tqdm(total=len(starts), desc=f"epoch {epoch}", leave=False, unit="batch")
     with on_device(xp, model.device):
         order = model.rng.permutation(n)  # drawn on the device
-        losses = xp.zeros((len(starts),), dtype=model.dtype, device=model.device)
+        per_step = xp.zeros((len(starts), 3), dtype=model.dtype, device=model.device)
         for step, i in enumerate(starts):
             x = xp.take(x_train, order[i:min(i + batch_size, n)], axis=0)
             if config.binarize == "dynamic":  # a fresh Bernoulli draw every time
                 x = xp.astype(model.rng.uniform(x.shape, model.dtype) < x, model.dtype)
             res = model.loss(x, check_values=False)
-            losses[step] = res.loss
+            per_step[step, 0], per_step[step, 1], per_step[step, 2] = res.loss, res.recon, res.kl
             if stop_early and not math.isfinite(float(res.loss)):
                 break
             model.backward()
@@ -377,15 +380,16 @@ def train_epoch(model, opt, x_train, config: TrainConfig, epoch: int,
                 bar.update()
                 if stop_early or step % 50 == 0:  # on a GPU, an occasional look only
                     bar.set_postfix(loss=f"{float(res.loss):.2f}")
-        per_step = to_numpy(losses).astype(np.float64)  # waits for the device, once
+        per_step = to_numpy(per_step).astype(np.float64)  # waits for the device, once
     if bar is not None:
         bar.close()
-    bad = np.flatnonzero(~np.isfinite(per_step))
+    bad = np.flatnonzero(~np.isfinite(per_step[:, 0]))
     if bad.size:
         step = int(bad[0])
         raise TrainingError(
-            f"the loss became {per_step[step]} at epoch {epoch}, step {step + 1}; lower the "
+            f"the loss became {per_step[step, 0]} at epoch {epoch}, step {step + 1}; lower the "
             f"learning rate (--lr, now {config.lr}) or check the likelihood "
             f"({config.likelihood}) matches the data")
     sizes = np.minimum(batch_size, n - np.arange(0, n, batch_size))
-    return float(per_step @ sizes / n)
+    loss, recon, kl = (float(v) for v in sizes @ per_step / n)
+    return {"loss": loss, "recon": recon, "kl": kl}

@@ -285,3 +285,12 @@ def test_every_option_has_help_with_its_default_and_the_readme_names_it():
                 assert "default" in action.help, f"{name} {flag}: no default in its help"
             assert f"`{flag}" in readme or f"{flag} " in readme or f"{flag}`" in readme, \
                 f"the README does not mention {name} {flag}"
+
+
+def test_exercises_copies_only_notebooks_with_exercises(tmp_path, capsys):
+    assert main(["exercises", "--out", str(tmp_path), "--root", str(ROOT)]) == 0
+    out = capsys.readouterr().out
+    written = sorted(p.name for p in tmp_path.rglob("*.ipynb"))
+    assert written == ["03_build_vae_layer_by_layer.ipynb"]
+    assert "have no exercises to fill in and were not copied" in out
+    assert "01_ae_vs_vae.ipynb" in out

@@ -173,3 +173,42 @@ def test_plot_curves_draws_the_series_present():
     assert [line.get_label() for line in recon.lines] == ["test"]
     with pytest.raises(ValueError, match="epoch"):
         plots.plot_curves([{"test_loss": 1.0}])
+
+
+def test_plot_manifold_over_given_limits():
+    model = vae()
+    grid = plots.plot_manifold(model, SHAPE, n=3, limits=((-3.0, 1.0), (0.5, 2.5)))
+    tiles = grid.axes[0].images[0].get_array()
+    corners = np.array([[-3.0, 2.5], [1.0, 0.5]], dtype=np.float32)  # top left, bottom right
+    expected = sv.to_numpy(model.sample(2, z=model.asarray(corners)))
+    np.testing.assert_allclose(tiles[:4, :3].ravel(), expected[0], rtol=1e-6)
+    np.testing.assert_allclose(tiles[-4:, -3:].ravel(), expected[1], rtol=1e-6)
+    assert "where the data lie" in grid.axes[0].get_xlabel()
+    for bad in (((1.0, -1.0), (0.0, 1.0)), ((0.0, 1.0),), ((0.0, np.nan), (0.0, 1.0))):
+        with pytest.raises(ValueError, match="limits must be"):
+            plots.plot_manifold(model, SHAPE, n=3, limits=bad)
+
+
+def test_plot_latent_names_the_classes():
+    labels = np.arange(30) % 10
+    names = sv.datasets.CLASS_NAMES["fashion-mnist"]
+    fig = plots.plot_latent(vae(), images(30), labels=labels, class_names=names)
+    bar = fig.axes[1]  # the colour bar
+    assert [t.get_text() for t in bar.get_yticklabels()] == list(names)
+    fig = plots.plot_latent(vae(), images(30), labels=labels)
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == [str(d) for d in range(10)]
+
+
+def test_plot_curves_shows_train_val_and_test_in_every_panel_with_whole_epochs():
+    metrics = [{"epoch": e, **{f"{s}_{p}": float(e) for s in ("train", "val", "test")
+                               for p in ("loss", "recon", "kl")}} for e in (1, 2, 3)]
+    fig = plots.plot_curves(metrics)
+    for ax in fig.axes[:3]:
+        assert [line.get_label() for line in ax.lines] == ["train", "val", "test"]
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_samples_are_titled_as_decoder_means():
+    title = plots.plot_samples(vae(), SHAPE, n=4).axes[0].get_title()
+    assert title == "decoder means E[x | z] at z ~ N(0, I)"

@@ -23,8 +23,11 @@ def test_metrics_config_and_checkpoint_written(tmp_path):
     metrics = train(TrainConfig(epochs=2, **SMALL), tmp_path, quiet=True)
     lines = read_metrics(tmp_path)
     assert [m["epoch"] for m in lines] == [1, 2]
-    for key in ("epoch", "train_loss", "test_loss", "test_recon", "test_kl", "epoch_seconds"):
+    for key in ("epoch", "train_loss", "train_recon", "train_kl", "test_loss", "test_recon",
+                "test_kl", "epoch_seconds", "threads"):
         assert key in lines[-1]
+    assert lines[-1]["train_loss"] == pytest.approx(lines[-1]["train_recon"]
+                                                    + lines[-1]["train_kl"])
     assert lines[-1] == metrics
     assert lines[-1]["test_loss"] == pytest.approx(lines[-1]["test_recon"] + lines[-1]["test_kl"])
     assert lines[1]["train_loss"] < lines[0]["train_loss"]
