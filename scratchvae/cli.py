@@ -484,6 +484,9 @@ class _Progress:
         self.start, self.bar, self.tenths = time.perf_counter(), None, 0
 
     def __call__(self, done: int, total: int) -> None:
+        if done == 0:  # the work proper starts: time from here
+            self.start = time.perf_counter()
+            return
         if self.quiet:
             return
         elapsed = time.perf_counter() - self.start

@@ -186,13 +186,15 @@ def log_likelihood(model, x, k: int = 5000, batch_size: int = 100,
         Samples per chunk; one chunk holds ``batch_size * k_batch`` decoder rows,
         which bounds the memory used.
     progress : callable, optional
-        ``progress(done, total)`` after each chunk (``total`` chunks in all): for
+        ``progress(0, total)`` when the work starts, then ``progress(done, total)`` after
+        each chunk (``total`` chunks in all): for
         progress bars and time estimates (the evaluation of a full test set with
         K = 5000 takes tens of minutes on a CPU).
     threads : "auto", int or None
         CPU threads for the matrix products (:mod:`scratchvae.threads`); ``"auto"`` times
-        one chunk with each count first, with a generator of its own, so the result does
-        not depend on the timing. ``None`` leaves the process's setting alone.
+        chunks with each count first (for evaluations of 100 chunks or more), with a
+        generator of its own, so the result does not depend on the timing. ``None``
+        leaves the process's setting alone.
 
     Returns
     -------
@@ -216,7 +218,10 @@ def log_likelihood(model, x, k: int = 5000, batch_size: int = 100,
 
     parts = []
     try:
-        with on_device(model.xp, model.device), _eval_threads(threads, model, x, k_batch):
+        with on_device(model.xp, model.device), \
+                _eval_threads(threads, model, x, k_batch, total):
+            if progress is not None:
+                progress(0, total)  # the work starts now (after choosing the threads)
             for xb in _batches(model, x, batch_size):
                 xb = model._check_x(xb, True)
                 parts.append(_iw_log_likelihood(model, xb, k, k_batch, tick))
@@ -228,11 +233,16 @@ def log_likelihood(model, x, k: int = 5000, batch_size: int = 100,
     return float(np.mean(ll)), stderr
 
 
-def _eval_threads(threads, model, x, k_batch: int):
-    """The ``with`` context that sets the evaluation's CPU threads (see log_likelihood)."""
+def _eval_threads(threads, model, x, k_batch: int, total: int):
+    """The ``with`` context that sets the evaluation's CPU threads (see log_likelihood).
+
+    ``"auto"`` times chunks only for a long evaluation (at least 100 chunks, where the
+    trial's dozen chunks cost little); a short one keeps the process's setting."""
     if threads is None or not host_reads_are_free(model.xp):
         return contextlib.nullcontext()
     chooser = Threads(threads)
+    if chooser.choice is None and total < 100:
+        return contextlib.nullcontext()
     if chooser.choice is None:
         own, model.rng = model.rng, Generator(0, model.backend, model.device)
         try:

@@ -110,7 +110,7 @@ class Threads:
                 for n in self.candidates[::-1] if r % 2 else self.candidates:
                     controller.limit(limits=n)
                     _run_for(work, settle, min_calls=1)
-                    calls, seconds = _run_for(work, measure, min_calls=2)
+                    calls, seconds = _run_for(work, measure, min_calls=1)
                     self.timings.setdefault(n, []).append(seconds / calls)
         finally:
             limiter.restore_original_limits()
