@@ -10,10 +10,10 @@ reparameterization and the KL (``derivations/08_backprop.ipynb``).
 from __future__ import annotations
 
 from .activations import ACTIVATIONS
-from .decoder import LIKELIHOODS, Decoder, check_sigma_dec
+from .decoder import Decoder, check_likelihood, check_sigma_dec
 from .layers import INITS, mlp
 from .model import Model, check_choice, check_int, on_model_device
-from .vae import LossResult
+from .results import LossResult
 
 
 class AE(Model):
@@ -26,46 +26,21 @@ class AE(Model):
         super().__init__(input_dim, backend, dtype, seed, device)
         self.hidden_dims = tuple(check_int(h, "hidden_dims entries") for h in hidden_dims)
         self.latent_dim = check_int(latent_dim, "latent_dim")
-        self.likelihood = check_choice(likelihood, "likelihood", LIKELIHOODS)
+        self.likelihood = check_likelihood(likelihood)
         self.activation = check_choice(activation, "activation", ACTIVATIONS)
         self.init = check_choice(init, "init", INITS)
         self.encoder = mlp("enc", (input_dim, *self.hidden_dims, latent_dim), activation,
-                           init, final_activation=False)
-        self.encoder.layers[0].need_dx = False
-        self.decoder = Decoder(latent_dim, self.hidden_dims[::-1], input_dim, likelihood,
+                           init, final_activation=False, input_grad=False)
+        self.decoder = Decoder(latent_dim, self.hidden_dims[::-1], input_dim, self.likelihood,
                                activation, init, check_sigma_dec(sigma_dec))
         self._build([self.encoder, self.decoder])
-
-    def _check_x(self, x, check_values: bool):
-        x = self._check_array(x, "x", (None, self.input_dim), check_values)
-        if check_values and self.likelihood == "bernoulli":
-            if bool(self.xp.any((x < 0) | (x > 1))):
-                raise ValueError("x must lie in [0, 1] for likelihood='bernoulli'")
-        return x
 
     @on_model_device
     def encode(self, x):
         """x: (n, D) -> codes z: (n, latent_dim)."""
-        x = self._check_x(x, True)
-        self._cache = None
+        x = self.check_input(x)
+        self.clear_cache()
         return self.encoder.forward(x)
-
-    @on_model_device
-    def decode(self, z):
-        """z: (n, latent_dim) -> logits, or ``(mean, logvar)`` as :meth:`VAE.decode`."""
-        z = self._check_array(z, "z", (None, self.latent_dim))
-        self._cache = None
-        return self.decoder.split(self.decoder.forward(z))
-
-    @on_model_device
-    def sample(self, n: int, z=None):
-        """Decoder means at z ~ N(0, I) (or given z): what a VAE-style sampler would give."""
-        n = check_int(n, "n")
-        if z is None:
-            z = self.rng.normal((n, self.latent_dim), self.dtype)
-        z = self._check_array(z, "z", (n, self.latent_dim))
-        self._cache = None
-        return self.decoder.mean(self.decoder.forward(z))
 
     @on_model_device
     def reconstruct(self, x):
@@ -76,7 +51,7 @@ class AE(Model):
     def loss(self, x, check_values: bool = True) -> LossResult:
         """Reconstruction loss :math:`-\\log p(x | f(x))` averaged over the batch."""
         xp = self.xp
-        x = self._check_x(x, check_values)
+        x = self.check_input(x, check_values)
         z = self.encoder.forward(x)
         out = self.decoder.forward(z)
         log_px, c_px = self.decoder.loglik_forward(x, out)
@@ -90,6 +65,6 @@ class AE(Model):
         """Gradients of the last :meth:`loss` into :attr:`grads`."""
         n, c_px = self._backward_cache()
         dlog_px = self.xp.full((n,), -1.0 / n, dtype=self.dtype, device=self.device)
-        dout = self.decoder.loglik_backward(dlog_px, c_px)
-        dz = self.decoder.backward(dout)
+        dout, dlogvar_dec = self.decoder.loglik_backward(dlog_px, c_px)
+        dz = self.decoder.backward(dout, dlogvar_dec)
         self.encoder.backward(dz)

@@ -15,7 +15,16 @@ import sys
 import time
 from pathlib import Path
 
-from .train import TrainConfig
+from .activations import ACTIVATIONS
+from .backend import BACKENDS, DTYPES
+from .datasets import DATASETS
+from .decoder import LIKELIHOODS, MEAN_ACTIVATIONS, RENAMED
+from .layers import INITS
+from .optim import OPTIMIZERS
+from .train import BINARIZE, TrainConfig
+from .vae import ESTIMATORS
+
+USER_BACKENDS = tuple(b for b in BACKENDS if b != "array_api_strict")  # the stand-in: tests
 
 PRESETS = {
     # Kingma & Welling (2014), section 5 and appendix C: tanh MLPs, Adagrad with a step
@@ -29,7 +38,7 @@ PRESETS = {
                               weight_decay=1 / 60000),
         "frey": dict(activation="tanh", hidden_dims=(200,), optimizer="adagrad", lr=0.02,
                      batch_size=100, n_samples=1, init="normal", weight_decay=1 / 1765,
-                     likelihood="gaussian_learned", mean_activation="sigmoid",
+                     likelihood="gaussian_per_pixel", mean_activation="sigmoid",
                      latent_dim=10),
     },
 }
@@ -71,7 +80,7 @@ def _sigma(text: str):
 
 
 def _device_options(parser) -> None:
-    parser.add_argument("--backend", choices=("numpy", "cupy"), help="where to load the "
+    parser.add_argument("--backend", choices=USER_BACKENDS, help="where to load the "
                         "model (default: where it was trained); a GPU run opens on the CPU "
                         "with --backend numpy")
     parser.add_argument("--device", type=int, help="GPU index for --backend cupy (default: "
@@ -116,18 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
                        "pytorch/examples recipe (MNIST, 784-400-20, ReLU, Bernoulli, "
                        "Adam 1e-3, batch 128, 10 epochs); --preset kingma2014 sets the "
                        "paper's instead, and any option given overrides both.")
-    t.add_argument("--dataset", choices=("mnist", "fashion-mnist", "frey"),
+    t.add_argument("--dataset", choices=DATASETS,
                    help=f"data set {d('dataset')}")
     t.add_argument("--data-dir", help="folder holding mnist/, fashion-mnist/, frey/ "
                    "(default: $SCRATCHVAE_DATA, then a per-user cache; missing files "
                    "are downloaded)")
-    t.add_argument("--backend", choices=("numpy", "cupy"),
+    t.add_argument("--backend", choices=USER_BACKENDS,
                    help="numpy (CPU) or cupy (NVIDIA GPU); with --resume, continue a run "
                    f"on another device {d('backend')}")
     t.add_argument("--device", type=int, help="GPU index for --backend cupy (default: "
                    "the current GPU, 0 unless CUDA_VISIBLE_DEVICES says otherwise)")
     _threads_option(t)
-    t.add_argument("--dtype", choices=("float32", "float64"),
+    t.add_argument("--dtype", choices=DTYPES,
                    help=f"floating-point precision {d('dtype')}")
     t.add_argument("--seed", type=int, help=f"seed of the model's generator {d('seed')}")
     t.add_argument("--out", help="run directory (default: runs/<dataset>-<time>)")
@@ -135,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"--resume, the total to reach {d('epochs')}")
     t.add_argument("--batch-size", type=int, help=f"minibatch size M {d('batch_size')}")
     t.add_argument("--lr", type=float, help=f"learning rate {d('lr')}")
-    t.add_argument("--optimizer", choices=("adam", "adagrad", "sgd"),
+    t.add_argument("--optimizer", choices=tuple(OPTIMIZERS),
                    help=f"optimizer {d('optimizer')}")
     t.add_argument("--weight-decay", type=float, help="L2 penalty on the parameters (a "
                    f"Gaussian prior on them) {d('weight_decay')}")
@@ -143,17 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden-dims", type=_int_list, help="hidden sizes of the encoder, "
                    "mirrored by the decoder, e.g. 400 or 500,500; none for an affine "
                    f"(linear-Gaussian) VAE {d('hidden_dims')}")
-    t.add_argument("--activation", choices=("relu", "leaky_relu", "tanh", "sigmoid",
-                                            "softplus"),
+    t.add_argument("--activation", choices=tuple(ACTIVATIONS),
                    help=f"hidden activation {d('activation')}")
-    t.add_argument("--likelihood", choices=("bernoulli", "gaussian", "gaussian_learned"),
+    t.add_argument("--likelihood", choices=LIKELIHOODS + tuple(RENAMED),
                    help=f"decoder distribution p(x|z) {d('likelihood')}")
     t.add_argument("--sigma-dec", type=_sigma, help="decoder standard deviation for "
                    f"--likelihood gaussian, or 'learned' {d('sigma_dec')}")
-    t.add_argument("--mean-activation", choices=("identity", "sigmoid"),
+    t.add_argument("--mean-activation", choices=MEAN_ACTIVATIONS,
                    help="sigmoid keeps a Gaussian decoder's mean in (0, 1) "
                    f"{d('mean_activation')}")
-    t.add_argument("--estimator", choices=("A", "B"), help="SGVB estimator: B uses the "
+    t.add_argument("--estimator", choices=ESTIMATORS, help="SGVB estimator: B uses the "
                    f"analytic KL {d('estimator')}")
     t.add_argument("--samples", type=int, dest="n_samples", help="L, samples of z per "
                    f"data point {d('n_samples')}")
@@ -162,9 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"over this many epochs {d('warmup_epochs')}")
     t.add_argument("--free-bits", type=float, help="free bits per latent dimension "
                    f"{d('free_bits')}")
-    t.add_argument("--init", choices=("pytorch", "glorot", "normal"),
+    t.add_argument("--init", choices=INITS,
                    help=f"weight initialization {d('init')}")
-    t.add_argument("--binarize", choices=("none", "dynamic", "fixed"),
+    t.add_argument("--binarize", choices=BINARIZE,
                    help="binarize grey values: afresh at every use (dynamic) or once "
                    f"(fixed) {d('binarize')}")
     t.add_argument("--n-train", type=int, help="use only the first N training images "
@@ -211,13 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("gradcheck", help="check the hand-written gradients of a small "
                        "VAE against finite differences")
-    g.add_argument("--likelihood", default="bernoulli",
-                   choices=("bernoulli", "gaussian", "gaussian_learned"),
+    g.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOODS,
                    help="decoder distribution (default: bernoulli)")
-    g.add_argument("--estimator", default="B", choices=("A", "B"),
+    g.add_argument("--estimator", default="B", choices=ESTIMATORS,
                    help="SGVB estimator (default: B)")
-    g.add_argument("--activation", default="tanh",
-                   choices=("relu", "leaky_relu", "tanh", "sigmoid", "softplus"),
+    g.add_argument("--activation", default="tanh", choices=tuple(ACTIVATIONS),
                    help="hidden activation (default: tanh, smooth everywhere)")
     g.add_argument("--samples", type=int, default=2, dest="n_samples",
                    help="L, samples of z per data point (default: 2)")
@@ -228,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 0)")
     g.add_argument("--tol", type=float, default=1e-6, help="largest relative error that "
                    "passes (default: 1e-6)")
-    g.add_argument("--backend", default="numpy", choices=("numpy", "cupy"),
+    g.add_argument("--backend", default="numpy", choices=USER_BACKENDS,
                    help="where to run the check: float64 on the GPU with cupy "
                    "(default: numpy)")
     g.add_argument("--device", type=int, help="GPU index for --backend cupy (default: the "
@@ -269,6 +275,11 @@ def _train_config(args) -> TrainConfig:
             config.data_dir = args.data_dir
         _move_config(config, args.backend, args.device)
         return config
+    if getattr(args, "likelihood", None) in RENAMED:
+        new = RENAMED[args.likelihood]
+        print(f"scratchvae: note: --likelihood {args.likelihood} is now called {new}",
+              file=sys.stderr)
+        args.likelihood = new
     fields = {k: v for k, v in vars(args).items()
               if k in TrainConfig.__dataclass_fields__ and v is not None}
     dataset = fields.get("dataset", "mnist")
@@ -555,9 +566,7 @@ def _cmd_sample(args) -> int:
         raise UsageError(f"scratchvae sample: error: --n must be between 1 and {MAX_SAMPLES} "
                          f"(a grid of at most 50 x 50 images), got {args.n}")
     _, ds, model, _, _ = _load_run(args.run_dir, None, args.backend, args.device, "sample")
-    from .rng import Generator
-
-    model.rng = Generator(args.seed, model.backend, model.device)
+    model.reseed(args.seed)
     out = Path(args.out) if args.out else Path(args.run_dir) / "samples.png"
     _writable_dir(out.parent, "--out")
     plots.plot_samples(model, ds.image_shape, n=args.n, path=out)

@@ -1,14 +1,15 @@
-"""The decoder p_theta(x|z): an MLP from z to the parameters of the likelihood.
+r"""The decoder p_theta(x|z): an MLP from z to the parameters of the likelihood.
 
 ``likelihood`` picks the observation model:
 
-* ``"bernoulli"``: the network outputs logits :math:`l`, :math:`p(x|z) = \\prod_i
-  \\mathrm{Bern}(x_i; \\sigma(l_i))` (MNIST).
-* ``"gaussian"``: the network outputs the mean, the variance :math:`\\sigma_{dec}^2` is
-  fixed (``sigma_dec=0.1``, say) or one shared learned scalar (``sigma_dec="learned"``,
-  parameter ``dec.logvar`` = :math:`\\log s^2`, as in the linear-Gaussian example).
-* ``"gaussian_learned"``: the network outputs mean and log-variance per pixel, as the
-  paper does for Frey Face.
+* ``"bernoulli"``: the network outputs logits :math:`l`, :math:`p(x|z) = \prod_i
+  \mathrm{Bern}(x_i; \sigma(l_i))` (MNIST).
+* ``"gaussian"``: the network outputs the mean; *one* variance :math:`\sigma^2` serves every
+  pixel, fixed (``sigma_dec=0.1``, say) or learned as one parameter (``sigma_dec="learned"``,
+  parameter ``dec.logvar`` = :math:`\log s^2`, as in the linear-Gaussian example).
+* ``"gaussian_per_pixel"``: the network outputs a mean *and* a log-variance for every pixel,
+  as the paper does for Frey Face. (Its former name, ``"gaussian_learned"``, still works
+  with a deprecation warning.)
 
 For the Gaussian likelihoods ``mean_activation="sigmoid"`` keeps the mean in (0, 1)
 (the paper's Frey Face decoder); the default ``"identity"`` leaves it unbounded.
@@ -21,6 +22,9 @@ Derivations: ``derivations/08_backprop.ipynb`` (the likelihood gradients, the sh
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
 
 from .activations import sigmoid
 from .backend import array_namespace, device
@@ -32,8 +36,22 @@ from .likelihoods import (
     gaussian_logpdf_forward,
 )
 
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_per_pixel")
+RENAMED = {"gaussian_learned": "gaussian_per_pixel"}
 MEAN_ACTIVATIONS = ("identity", "sigmoid")
+
+
+def check_likelihood(likelihood: str) -> str:
+    """The likelihood's name, with a former spelling mapped to today's (and a warning)."""
+    if likelihood in RENAMED:
+        new = RENAMED[likelihood]
+        warnings.warn(f"likelihood={likelihood!r} is now called {new!r} (the decoder outputs "
+                      f"a mean and a variance per pixel); the old name will be removed",
+                      DeprecationWarning, stacklevel=3)
+        return new
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    return likelihood
 
 
 def check_sigma_dec(sigma_dec):
@@ -46,8 +64,26 @@ def check_sigma_dec(sigma_dec):
     raise ValueError(f"sigma_dec must be a positive number or 'learned', got {sigma_dec!r}")
 
 
+@dataclass
+class DecoderOutput:
+    """The likelihood's parameters at some z, whatever the likelihood.
+
+    Attributes
+    ----------
+    mean : (..., D) array, :math:`\\mathbb E[x|z]`
+    logits : (..., D) array for ``"bernoulli"`` (``mean = sigmoid(logits)``), else ``None``
+    logvar : the Gaussian log-variance, (..., D) for ``"gaussian_per_pixel"``, (1,) for
+        ``"gaussian"``; ``None`` for ``"bernoulli"``
+    """
+
+    mean: Any
+    logits: Any = None
+    logvar: Any = None
+
+
 class Decoder:
-    """MLP ``z -> hidden -> head`` plus the likelihood of ``x`` given the head's output.
+    """MLP ``z -> hidden -> head`` plus the likelihood of ``x`` given the head's output;
+    follows :class:`scratchvae.layers.Layer`.
 
     Parameters
     ----------
@@ -60,6 +96,7 @@ class Decoder:
 
     def __init__(self, latent_dim, hidden_dims, output_dim, likelihood, activation,
                  init="pytorch", sigma_dec=1.0, mean_activation="identity"):
+        likelihood = check_likelihood(likelihood)
         if mean_activation not in MEAN_ACTIVATIONS:
             raise ValueError(f"mean_activation must be one of {MEAN_ACTIVATIONS}, "
                              f"got {mean_activation!r}")
@@ -71,7 +108,7 @@ class Decoder:
         self.sigma_dec = sigma_dec
         self.body = mlp("dec", (latent_dim, *hidden_dims), activation, init)
         d_h = hidden_dims[-1] if hidden_dims else latent_dim
-        n_out = 2 * output_dim if likelihood == "gaussian_learned" else output_dim
+        n_out = 2 * output_dim if likelihood == "gaussian_per_pixel" else output_dim
         self.head = Linear("dec.out", d_h, n_out, init)
         self.learn_sigma = likelihood == "gaussian" and sigma_dec == "learned"
 
@@ -86,10 +123,6 @@ class Decoder:
         self.head.bind(params, grads)
         if self.learn_sigma:
             self.logvar, self.dlogvar = params["dec.logvar"], grads["dec.logvar"]
-        elif self.likelihood == "gaussian":
-            xp = array_namespace(params.flat)
-            self.logvar = xp.full((1,), math.log(self.sigma_dec ** 2),
-                                  dtype=params.flat.dtype, device=device(params.flat))
 
     def initialize(self, rng) -> None:
         self.body.initialize(rng)
@@ -101,48 +134,57 @@ class Decoder:
         """z: (n, latent_dim) -> raw head output (n, n_out)."""
         return self.head.forward(self.body.forward(z))
 
-    def backward(self, dout):
-        """dout: (n, n_out) -> dz: (n, latent_dim); writes parameter gradients."""
+    def backward(self, dout, dlogvar_shared=None):
+        """dout: (n, n_out) -> dz: (n, latent_dim); writes the parameter gradients, the
+        shared ``dec.logvar``'s included (``dlogvar_shared``, from :meth:`loglik_backward`).
+        """
+        if self.learn_sigma:
+            self.dlogvar[...] = dlogvar_shared
         return self.body.backward(self.head.backward(dout))
 
-    def split(self, out):
-        """The likelihood's parameters from the head output ``out`` (..., n_out):
-        ``logits``, or ``(mean, logvar)``."""
+    def _shared_logvar(self, like):
+        """The one log-variance of ``"gaussian"``: the parameter, or the fixed value."""
+        if self.learn_sigma:
+            return self.logvar
+        xp = array_namespace(like)
+        return xp.full((1,), math.log(self.sigma_dec ** 2), dtype=like.dtype,
+                       device=device(like))
+
+    def split(self, out) -> DecoderOutput:
+        """The likelihood's parameters from the head output ``out`` (..., n_out)."""
         if self.likelihood == "bernoulli":
-            return out
+            return DecoderOutput(mean=sigmoid(out), logits=out)
         if self.likelihood == "gaussian":
-            mean, logvar = out, self.logvar
+            mean, logvar = out, self._shared_logvar(out)
         else:
             mean, logvar = out[..., :self.output_dim], out[..., self.output_dim:]
-        return (sigmoid(mean) if self.sigmoid_mean else mean), logvar
+        return DecoderOutput(mean=sigmoid(mean) if self.sigmoid_mean else mean, logvar=logvar)
 
     def mean(self, out):
         """E[x | z] from the head output: ``sigmoid(logits)`` or the Gaussian mean."""
-        if self.likelihood == "bernoulli":
-            return sigmoid(out)
-        return self.split(out)[0]
+        return self.split(out).mean
 
     def loglik_forward(self, x, out):
         """:math:`\\log p_\\theta(x|z)` summed over pixels. x: (n, D); out: (..., n, n_out).
         Returns ``(logp (..., n), cache)``."""
         if self.likelihood == "bernoulli":
             return bernoulli_logpmf_forward(x, out)
-        mean, logvar = self.split(out)
-        logp, cache = gaussian_logpdf_forward(x, mean, logvar)
-        return logp, (cache, mean)
+        params = self.split(out)
+        logp, cache = gaussian_logpdf_forward(x, params.mean, params.logvar)
+        return logp, (cache, params.mean)
 
     def loglik_backward(self, dlogp, cache):
-        """dlogp: (..., n) -> dout: (..., n, n_out); writes ``dec.logvar``'s gradient
-        when the shared variance is learned."""
+        """dlogp: (..., n) -> ``(dout, dlogvar_shared)``: the gradient for the head output
+        (..., n, n_out), and for ``"gaussian"`` with a learned variance the gradient of the
+        shared ``dec.logvar``, summed over every pixel and example (else ``None``)."""
         if self.likelihood == "bernoulli":
-            return bernoulli_logpmf_backward(dlogp, cache)
+            return bernoulli_logpmf_backward(dlogp, cache), None
         xp = array_namespace(dlogp)
         cache, mean = cache
         _, dmean, dlogvar = gaussian_logpdf_backward(dlogp, cache)
         if self.sigmoid_mean:  # mean = sigmoid(a): da = dmean * mean * (1 - mean)
             dmean = dmean * mean * (1 - mean)
-        if self.likelihood == "gaussian_learned":
-            return xp.concat([dmean, dlogvar], axis=-1)
-        if self.learn_sigma:
-            self.dlogvar[...] = xp.reshape(xp.sum(dlogvar), (1,))
-        return dmean
+        if self.likelihood == "gaussian_per_pixel":
+            return xp.concat([dmean, dlogvar], axis=-1), None
+        dlogvar_shared = xp.reshape(xp.sum(dlogvar), (1,)) if self.learn_sigma else None
+        return dmean, dlogvar_shared

@@ -9,7 +9,7 @@ minibatches, keeps the running sums on the device, and returns Python numbers or
 NumPy arrays, so the same call works on every backend.
 
 These functions run forward passes that overwrite the caches of the model's layers,
-so they clear ``model._cache``: a ``model.backward()`` after an evaluation raises
+so they call ``model.clear_cache()``: a ``model.backward()`` after an evaluation raises
 instead of using stale values. Call ``model.loss(x)`` again before ``backward``.
 
 References
@@ -28,10 +28,7 @@ import math
 import numpy as np
 
 from .backend import array_namespace, host_reads_are_free, on_device, to_numpy
-from .likelihoods import gaussian_logpdf_forward, std_normal_logpdf_forward
 from .model import Model, check_int
-from .reparam import reparameterize_forward
-from .rng import Generator
 from .threads import Threads
 from .vae import VAE
 
@@ -113,7 +110,7 @@ def elbo(model, x, batch_size: int = 1000, n_samples: int = 1) -> dict:
             n = x.shape[0]
             recon, kl = float(recon) / n, float(kl) / n  # the one device -> host copy
     finally:
-        model._cache = None
+        model.clear_cache()
     return dict(loss=recon + kl, recon=recon, kl=kl)
 
 
@@ -122,24 +119,6 @@ def _logsumexp(a):
     xp = array_namespace(a)
     m = xp.max(a, axis=0, keepdims=True)
     return m[0, ...] + xp.log(xp.sum(xp.exp(a - m), axis=0))
-
-
-def _log_weights(model, x, mu, logvar, L: int):
-    """:math:`\\log w_l = \\log p(x|z_l) + \\log p(z_l) - \\log q(z_l|x)`, z_l ~ q(z|x).
-
-    x: (n, D); mu, logvar: (n, d). Returns (L, n). The sampling and decoding follow
-    :meth:`VAE.loss` step by step.
-    """
-    xp = model.xp
-    n, d = mu.shape
-    eps = model.rng.normal((L, n, d), model.dtype)
-    z, _ = reparameterize_forward(mu, logvar, eps)                     # (L, n, d)
-    out = model.decoder.forward(xp.reshape(z, (L * n, d)))
-    out = xp.reshape(out, (L, n, out.shape[-1]))
-    log_px_z, _ = model.decoder.loglik_forward(x, out)                   # (L, n)
-    log_pz, _ = std_normal_logpdf_forward(z)                             # (L, n)
-    log_qz, _ = gaussian_logpdf_forward(z, mu, logvar)                   # (L, n)
-    return log_px_z + log_pz - log_qz
 
 
 def _iw_log_likelihood(model, x, k: int, k_batch: int, tick=None):
@@ -153,7 +132,8 @@ def _iw_log_likelihood(model, x, k: int, k_batch: int, tick=None):
     mu, logvar = model.encoder.forward(x)
     log_sum = xp.full((x.shape[0],), -math.inf, dtype=model.dtype, device=model.device)
     for start in range(0, k, k_batch):
-        log_w = _log_weights(model, x, mu, logvar, min(k_batch, k - start))
+        log_w = model.log_weights(x, min(k_batch, k - start), mu, logvar,
+                                  check_values=False)                     # (l, n)
         log_sum = xp.logaddexp(log_sum, _logsumexp(log_w))
         if tick is not None:
             tick()
@@ -223,11 +203,11 @@ def log_likelihood(model, x, k: int = 5000, batch_size: int = 100,
             if progress is not None:
                 progress(0, total)  # the work starts now (after choosing the threads)
             for xb in _batches(model, x, batch_size):
-                xb = model._check_x(xb, True)
+                xb = model.check_input(xb)
                 parts.append(_iw_log_likelihood(model, xb, k, k_batch, tick))
             ll = to_numpy(model.xp.concat(parts)).astype(np.float64)
     finally:
-        model._cache = None
+        model.clear_cache()
     n = ll.shape[0]
     stderr = float(np.std(ll, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
     return float(np.mean(ll)), stderr
@@ -244,12 +224,12 @@ def _eval_threads(threads, model, x, k_batch: int, total: int):
     if chooser.choice is None and total < 100:
         return contextlib.nullcontext()
     if chooser.choice is None:
-        own, model.rng = model.rng, Generator(0, model.backend, model.device)
+        state = model.rng.get_state()  # the trial's draws must not move the real stream
         try:
             xb = next(_batches(model, x, 100))
             chooser.choose(lambda: _iw_log_likelihood(model, xb, k_batch, k_batch))
         finally:
-            model.rng = own
+            model.rng.set_state(state)
     return chooser
 
 

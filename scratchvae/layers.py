@@ -69,11 +69,12 @@ class Linear:
         ``"normal"``: W, b ~ N(0, 0.01^2) (Kingma & Welling 2014).
     """
 
-    def __init__(self, name: str, d_in: int, d_out: int, init: str = "pytorch"):
+    def __init__(self, name: str, d_in: int, d_out: int, init: str = "pytorch",
+                 need_dx: bool = True):
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.name, self.d_in, self.d_out, self.init = name, d_in, d_out, init
-        self.need_dx = True
+        self.need_dx = need_dx  # False for a layer that reads the data itself
         self.cache = None
 
     def param_shapes(self) -> dict:
@@ -169,15 +170,18 @@ class Sequential:
 
 
 def mlp(name: str, sizes, activation: str, init: str = "pytorch",
-        final_activation: bool = True) -> Sequential:
+        final_activation: bool = True, input_grad: bool = True) -> Sequential:
     """A stack ``Linear -> activation -> ... -> Linear [-> activation]``.
 
     ``sizes = (d_0, d_1, ..., d_k)`` gives k linear layers named ``{name}.0`` ...
     ``{name}.{k-1}``. ``sizes`` of length 1 gives an empty (identity) stack.
+    ``input_grad=False`` spares the first layer the gradient with respect to its input
+    (an encoder's input is the data, which needs none).
     """
     layers = []
     for i, (d_in, d_out) in enumerate(itertools.pairwise(sizes)):
-        layers.append(Linear(f"{name}.{i}", d_in, d_out, init))
+        layers.append(Linear(f"{name}.{i}", d_in, d_out, init,
+                             need_dx=input_grad or i > 0))
         if final_activation or i < len(sizes) - 2:
             layers.append(Activation(activation))
     return Sequential(layers)

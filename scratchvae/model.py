@@ -186,6 +186,49 @@ class Model:
             raise ValueError(f"{name} contains NaN or inf values")
         return a
 
+    def check_input(self, x, check_values: bool = True):
+        """``x`` if it is a batch this model can take, else a clear error.
+
+        It must be an array of the model's backend, device and dtype of shape
+        (n, input_dim), n >= 1; with ``check_values``, also finite and, for the Bernoulli
+        likelihood, in [0, 1] (reading values back synchronizes a GPU, so a training
+        loop that checked its data once turns this off).
+        """
+        x = self._check_array(x, "x", (None, self.input_dim), check_values)
+        if check_values and self.likelihood == "bernoulli":
+            if bool(self.xp.any((x < 0) | (x > 1))):
+                raise ValueError("x must lie in [0, 1] for likelihood='bernoulli' "
+                                 "(scale grey values by 1/255)")
+        return x
+
+    @on_model_device
+    def decode(self, z):
+        """z: (n, latent_dim) -> the likelihood's parameters at z, a
+        :class:`~scratchvae.decoder.DecoderOutput` (``mean``, and ``logits`` or
+        ``logvar``)."""
+        z = self._check_array(z, "z", (None, self.latent_dim))
+        self.clear_cache()
+        return self.decoder.split(self.decoder.forward(z))
+
+    @on_model_device
+    def sample(self, n: int, z=None):
+        """Decoder means E[x|z] at ``n`` draws z ~ N(0, I) (or at the given ``z``): (n, D)."""
+        n = check_int(n, "n")
+        if z is None:
+            z = self.rng.normal((n, self.latent_dim), self.dtype)
+        z = self._check_array(z, "z", (n, self.latent_dim))
+        self.clear_cache()
+        return self.decoder.mean(self.decoder.forward(z))
+
+    def reseed(self, seed: int) -> None:
+        """Restart the model's generator from ``seed`` (on its backend and device)."""
+        self.rng = Generator(check_int(seed, "seed", minimum=0), self.backend, self.device)
+
+    def clear_cache(self) -> None:
+        """Forget what the last :meth:`loss` kept for :meth:`backward` (a forward pass
+        for another purpose overwrote the layers' caches: a ``backward`` now raises)."""
+        self._cache = None
+
     def _backward_cache(self):
         if self._cache is None:
             raise RuntimeError("call model.loss(x) before model.backward()")

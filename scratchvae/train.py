@@ -28,6 +28,7 @@ import numpy as np
 
 from . import checkpoint, datasets
 from .backend import host_reads_are_free, on_device, to_numpy
+from .decoder import check_likelihood
 from .evaluate import elbo
 from .optim import OPTIMIZERS
 from .threads import AUTO, Threads, check_threads
@@ -116,6 +117,7 @@ class TrainConfig:
         if not isinstance(self.n_validation, int) or self.n_validation < 0:
             raise ValueError(f"n_validation must be an integer >= 0, got {self.n_validation!r}")
         check_threads(self.threads)
+        self.likelihood = check_likelihood(self.likelihood)  # a former name: warned, mapped
         if any(not isinstance(h, int) or h < 1 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be integers >= 1, got {self.hidden_dims!r}")
         return self
@@ -179,7 +181,7 @@ def load_data(config: TrainConfig, progress=None):
 def param_count(config: TrainConfig) -> int:
     """The number of parameters of the model ``config`` describes (without building it)."""
     d_x = math.prod(datasets.IMAGE_SHAPES[config.dataset])
-    d_out = 2 * d_x if config.likelihood == "gaussian_learned" else d_x
+    d_out = 2 * d_x if config.likelihood == "gaussian_per_pixel" else d_x
     enc = (d_x, *config.hidden_dims)
     dec = (config.latent_dim, *config.hidden_dims[::-1])
     shared_logvar = config.likelihood == "gaussian" and config.sigma_dec == "learned"

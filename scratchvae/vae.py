@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .activations import ACTIVATIONS
-from .decoder import LIKELIHOODS, Decoder, check_sigma_dec
+from .decoder import Decoder, check_likelihood, check_sigma_dec
+from .encoder import GaussianEncoder
 from .kl import kl_std_normal_backward, kl_std_normal_forward
-from .layers import INITS, Linear, mlp
+from .layers import INITS
 from .likelihoods import (
     gaussian_logpdf_backward,
     gaussian_logpdf_forward,
@@ -36,67 +37,9 @@ from .likelihoods import (
 )
 from .model import Model, check_choice, check_int, on_model_device
 from .reparam import reparameterize_backward, reparameterize_forward
+from .results import LossResult
 
 ESTIMATORS = ("A", "B")
-
-
-@dataclass
-class LossResult:
-    """What :meth:`VAE.loss` computed. Scalars are 0-d arrays of the model's backend
-    (``float(res.loss)`` brings one to the host).
-
-    Attributes
-    ----------
-    loss : negative ELBO (recon + beta * kl), averaged over the batch, nats per example
-    recon : :math:`-\\tfrac1L\\sum_l \\log p(x|z_l)`, averaged over the batch
-    kl : KL(q(z|x) || p(z)) averaged over the batch (analytic for "B", Monte Carlo for "A")
-    mu, logvar : (n, latent_dim) encoder outputs (``None`` for the plain autoencoder)
-    z : (L, n, latent_dim) latent samples used (the codes (n, latent_dim) for the AE)
-    """
-
-    loss: Any
-    recon: Any
-    kl: Any
-    mu: Any
-    logvar: Any
-    z: Any
-
-
-class GaussianEncoder:
-    """q_phi(z|x) = N(mu(x), diag exp(logvar(x))): an MLP body and two affine heads."""
-
-    def __init__(self, input_dim, hidden_dims, latent_dim, activation, init="pytorch"):
-        self.body = mlp("enc", (input_dim, *hidden_dims), activation, init)
-        d_h = hidden_dims[-1] if hidden_dims else input_dim
-        self.mu_head = Linear("enc.mu", d_h, latent_dim, init)
-        self.logvar_head = Linear("enc.logvar", d_h, latent_dim, init)
-        first = [self.body.layers[0]] if self.body.layers else [self.mu_head, self.logvar_head]
-        for layer in first:  # nothing upstream of x needs its gradient
-            layer.need_dx = False
-        self.parts = (self.body, self.mu_head, self.logvar_head)
-
-    def param_shapes(self) -> dict:
-        return {k: v for p in self.parts for k, v in p.param_shapes().items()}
-
-    def bind(self, params, grads) -> None:
-        for p in self.parts:
-            p.bind(params, grads)
-
-    def initialize(self, rng) -> None:
-        for p in self.parts:
-            p.initialize(rng)
-
-    def forward(self, x):
-        """x: (n, D) -> (mu, logvar), each (n, latent_dim)."""
-        h = self.body.forward(x)
-        return self.mu_head.forward(h), self.logvar_head.forward(h)
-
-    def backward(self, dmu, dlogvar) -> None:
-        """Writes the encoder's parameter gradients; the gradient w.r.t. x is not needed."""
-        dh_mu = self.mu_head.backward(dmu)
-        dh_logvar = self.logvar_head.backward(dlogvar)
-        if self.body.layers:
-            self.body.backward(dh_mu + dh_logvar)
 
 
 class VAE(Model):
@@ -111,7 +54,10 @@ class VAE(Model):
         affine encoder and decoder (the linear-Gaussian VAE).
     latent_dim : int
         Dimension d of z.
-    likelihood : {"bernoulli", "gaussian", "gaussian_learned"}
+    likelihood : {"bernoulli", "gaussian", "gaussian_per_pixel"}
+        ``"gaussian"`` has one variance for every pixel (``sigma_dec``: fixed, or
+        ``"learned"``); ``"gaussian_per_pixel"`` outputs a variance per pixel (the
+        paper's Frey Face decoder; formerly ``"gaussian_learned"``).
     activation : {"relu", "leaky_relu", "tanh", "sigmoid", "softplus"}
     estimator : {"A", "B"}
         SGVB estimator (B: analytic KL, the default).
@@ -151,7 +97,7 @@ class VAE(Model):
         super().__init__(input_dim, backend, dtype, seed, device)
         self.hidden_dims = tuple(check_int(h, "hidden_dims entries") for h in hidden_dims)
         self.latent_dim = check_int(latent_dim, "latent_dim")
-        self.likelihood = check_choice(likelihood, "likelihood", LIKELIHOODS)
+        self.likelihood = check_likelihood(likelihood)
         self.activation = check_choice(activation, "activation", ACTIVATIONS)
         self.estimator = check_choice(estimator, "estimator", ESTIMATORS)
         self.n_samples = check_int(n_samples, "n_samples")
@@ -168,7 +114,7 @@ class VAE(Model):
         self.encoder = GaussianEncoder(input_dim, self.hidden_dims, latent_dim,
                                        activation, init)
         self.mean_activation = mean_activation
-        self.decoder = Decoder(latent_dim, self.hidden_dims[::-1], input_dim, likelihood,
+        self.decoder = Decoder(latent_dim, self.hidden_dims[::-1], input_dim, self.likelihood,
                                activation, init, self.sigma_dec, mean_activation)
         self._build([self.encoder, self.decoder])
 
@@ -181,15 +127,7 @@ class VAE(Model):
                     sigma_dec=self.sigma_dec, mean_activation=self.mean_activation,
                     init=self.init, dtype=self.dtype_name, seed=self.seed)
 
-    # ---- checks -----------------------------------------------------------------
-    def _check_x(self, x, check_values: bool):
-        x = self._check_array(x, "x", (None, self.input_dim), check_values)
-        if check_values and self.likelihood == "bernoulli":
-            if bool(self.xp.any((x < 0) | (x > 1))):
-                raise ValueError("x must lie in [0, 1] for likelihood='bernoulli' "
-                                 "(scale grey values by 1/255)")
-        return x
-
+    # ---- noise ------------------------------------------------------------------
     def _noise(self, eps, n: int, n_samples):
         d = self.latent_dim
         if eps is None:
@@ -206,34 +144,45 @@ class VAE(Model):
     @on_model_device
     def encode(self, x):
         """x: (n, D) -> (mu, logvar), each (n, latent_dim)."""
-        x = self._check_x(x, True)
-        self._cache = None
+        x = self.check_input(x)
+        self.clear_cache()
         return self.encoder.forward(x)
-
-    @on_model_device
-    def decode(self, z):
-        """z: (n, latent_dim) -> the likelihood's parameters: logits (n, D) for
-        bernoulli, else ``(mean, logvar)`` with mean (n, D) and logvar (n, D) for
-        gaussian_learned or the shared (1,) log-variance for gaussian."""
-        z = self._check_array(z, "z", (None, self.latent_dim))
-        self._cache = None
-        return self.decoder.split(self.decoder.forward(z))
-
-    @on_model_device
-    def sample(self, n: int, z=None):
-        """Means E[x|z] of ``n`` samples, z ~ N(0, I) (or given ``z``): (n, D)."""
-        n = check_int(n, "n")
-        if z is None:
-            z = self.rng.normal((n, self.latent_dim), self.dtype)
-        z = self._check_array(z, "z", (n, self.latent_dim))
-        self._cache = None
-        return self.decoder.mean(self.decoder.forward(z))
 
     @on_model_device
     def reconstruct(self, x):
         """E[x | z = mu(x)]: the decoder mean at the posterior mean, (n, D)."""
         mu, _ = self.encode(x)
         return self.decoder.mean(self.decoder.forward(mu))
+
+    def _decode_samples(self, x, mu, logvar, eps):
+        """Steps 2-3 of the forward pass (``derivations/08_backprop.ipynb``, section 8):
+        z = mu + sigma * eps (L, n, d), the decoder at every z, log p(x | z) (L, n)."""
+        xp = self.xp
+        L, n, d = eps.shape
+        z, c_z = reparameterize_forward(mu, logvar, eps)                 # (L, n, d)
+        out = self.decoder.forward(xp.reshape(z, (L * n, d)))
+        out = xp.reshape(out, (L, n, out.shape[-1]))
+        log_px, c_px = self.decoder.loglik_forward(x, out)                # (L, n)
+        return z, c_z, log_px, c_px
+
+    @on_model_device
+    def log_weights(self, x, n_samples: int, mu=None, logvar=None, check_values: bool = True):
+        """Log importance weights :math:`\\log w_l = \\log p(x|z_l) + \\log p(z_l)
+        - \\log q(z_l|x)`, :math:`z_l \\sim q(z|x)`, for the importance-weighted bound.
+
+        x: (n, D); ``mu``, ``logvar`` (n, d): the encoder's outputs, if already computed;
+        ``check_values`` as in :meth:`loss`. Returns an (L, n) array, L = ``n_samples``;
+        caches nothing for :meth:`backward`.
+        """
+        x = self.check_input(x, check_values)
+        if mu is None or logvar is None:
+            mu, logvar = self.encoder.forward(x)
+        eps = self.rng.normal((check_int(n_samples, "n_samples"), *mu.shape), self.dtype)
+        z, _, log_px, _ = self._decode_samples(x, mu, logvar, eps)
+        log_pz, _ = std_normal_logpdf_forward(z)                          # (L, n)
+        log_qz, _ = gaussian_logpdf_forward(z, mu, logvar)                # (L, n)
+        self.clear_cache()
+        return log_px + log_pz - log_qz
 
     # ---- objective --------------------------------------------------------------
     @on_model_device
@@ -252,67 +201,79 @@ class VAE(Model):
             that checked their data once may turn this off (it synchronizes a GPU).
         """
         xp = self.xp
-        x = self._check_x(x, check_values)
-        n, d = x.shape[0], self.latent_dim
-        eps = self._noise(eps, n, n_samples)
-        L = eps.shape[0]
-
-        mu, logvar = self.encoder.forward(x)
-        z, c_z = reparameterize_forward(mu, logvar, eps)                 # (L, n, d)
-        out = self.decoder.forward(xp.reshape(z, (L * n, d)))
-        out = xp.reshape(out, (L, n, out.shape[-1]))
-        log_px, c_px = self.decoder.loglik_forward(x, out)                # (L, n)
-        recon = -xp.mean(log_px)
+        x = self.check_input(x, check_values)
+        eps = self._noise(eps, x.shape[0], n_samples)
+        mu, logvar = self.encoder.forward(x)                               # step 1
+        z, c_z, log_px, c_px = self._decode_samples(x, mu, logvar, eps)   # steps 2-3
+        recon = -xp.mean(log_px)                                           # step 4
+        cache = _BackwardCache(L=eps.shape[0], n=x.shape[0], c_z=c_z, c_px=c_px)
         penalty = None
         if self.estimator == "B":
-            kl_nd, c_kl = kl_std_normal_forward(mu, logvar, per_dim=True)  # (n, d)
-            kl_d = xp.mean(kl_nd, axis=0)                                  # (d,)
-            kl = xp.sum(kl_d)
+            kl_nd, cache.c_kl = kl_std_normal_forward(mu, logvar, per_dim=True)  # (n, d)
+            cache.kl_d = xp.mean(kl_nd, axis=0)                            # (d,)
+            kl = xp.sum(cache.kl_d)
             if self.free_bits:
-                penalty = xp.sum(xp.maximum(kl_d, self.free_bits))
-            caches = (c_z, c_px, c_kl, kl_d)
+                penalty = xp.sum(xp.maximum(cache.kl_d, self.free_bits))
         else:
-            log_pz, c_pz = std_normal_logpdf_forward(z)                  # (L, n)
-            log_qz, c_qz = gaussian_logpdf_forward(z, mu, logvar)        # (L, n)
+            log_pz, cache.c_pz = std_normal_logpdf_forward(z)              # (L, n)
+            log_qz, cache.c_qz = gaussian_logpdf_forward(z, mu, logvar)    # (L, n)
             kl = xp.mean(log_qz - log_pz)
-            caches = (c_z, c_px, c_pz, c_qz)
-        self._cache = (L, n, caches)
-        loss = recon + self.beta * (kl if penalty is None else penalty)
+        self._cache = cache
+        loss = recon + self.beta * (kl if penalty is None else penalty)    # step 5
         return LossResult(loss, recon, kl, mu, logvar, z)
 
     @on_model_device
     def backward(self) -> None:
         """Gradients of the last :meth:`loss` w.r.t. every parameter, into :attr:`grads`.
 
-        Reads line by line against ``derivations/08_backprop.ipynb``: each line is
-        one gradient, named ``d<quantity>``.
+        Reads line by line against the table of ``derivations/08_backprop.ipynb``,
+        section 8: each line is one gradient, named ``d<quantity>``, and the step labels
+        are the table's.
         """
         xp = self.xp
-        L, n, caches = self._backward_cache()
-        c_z, c_px = caches[:2]
-        d = self.latent_dim
+        c = self._backward_cache()
+        L, n, d = c.L, c.n, self.latent_dim
         w = 1.0 / (L * n)                    # loss = mean over L samples and n points
-        dlog_px = xp.full((L, n), -w, dtype=self.dtype, device=self.device)
-        dout = self.decoder.loglik_backward(dlog_px, c_px)               # (L, n, n_out)
-        dz = self.decoder.backward(xp.reshape(dout, (L * n, dout.shape[-1])))
+        dlog_px = xp.full((L, n), -w, dtype=self.dtype, device=self.device)       # step 1
+        dout, dlogvar_dec = self.decoder.loglik_backward(dlog_px, c.c_px)         # step 2
+        dz = self.decoder.backward(xp.reshape(dout, (L * n, dout.shape[-1])),     # step 3
+                                   dlogvar_dec)
         dz = xp.reshape(dz, (L, n, d))
         if self.estimator == "B":
-            c_kl, kl_d = caches[2:]
-            dmu, dlogvar = reparameterize_backward(dz, c_z)
+            dmu, dlogvar = reparameterize_backward(dz, c.c_z)                     # step 4B
             dkl_nd = xp.full((n, d), self.beta / n, dtype=self.dtype, device=self.device)
             if self.free_bits:  # a dimension below its free bits gets no KL gradient
-                dkl_nd = xp.where(kl_d > self.free_bits, dkl_nd, 0.0)
-            dmu_kl, dlogvar_kl = kl_std_normal_backward(dkl_nd, c_kl)
+                dkl_nd = xp.where(c.kl_d > self.free_bits, dkl_nd, 0.0)
+            dmu_kl, dlogvar_kl = kl_std_normal_backward(dkl_nd, c.c_kl)           # step 5B
             dmu = dmu + dmu_kl
             dlogvar = dlogvar + dlogvar_kl
         else:
-            c_pz, c_qz = caches[2:]
             dlog_pz = xp.full((L, n), -self.beta * w, dtype=self.dtype, device=self.device)
-            dlog_qz = -dlog_pz
-            dz = dz + std_normal_logpdf_backward(dlog_pz, c_pz)
-            dz_q, dmu_q, dlogvar_q = gaussian_logpdf_backward(dlog_qz, c_qz)
+            dz = dz + std_normal_logpdf_backward(dlog_pz, c.c_pz)                 # step 4A
+            dlog_qz = xp.full((L, n), +self.beta * w, dtype=self.dtype, device=self.device)
+            dz_q, dmu_q, dlogvar_q = gaussian_logpdf_backward(dlog_qz, c.c_qz)    # step 5A
             dz = dz + dz_q
-            dmu, dlogvar = reparameterize_backward(dz, c_z)
+            dmu, dlogvar = reparameterize_backward(dz, c.c_z)                     # step 6A
             dmu = dmu + xp.sum(dmu_q, axis=0)
             dlogvar = dlogvar + xp.sum(dlogvar_q, axis=0)
-        self.encoder.backward(dmu, dlogvar)
+        self.encoder.backward(dmu, dlogvar)                                       # step 7
+
+
+@dataclass
+class _BackwardCache:
+    """What :meth:`VAE.loss` keeps for :meth:`VAE.backward`, by name.
+
+    ``L``, ``n``: samples and examples; ``c_z``: the reparameterization's cache;
+    ``c_px``: the decoder likelihood's; estimator B: ``c_kl`` (the KL's) and ``kl_d``
+    (the batch-mean KL per latent dimension, for free bits); estimator A: ``c_pz``,
+    ``c_qz`` (the prior's and the posterior's log-densities at z).
+    """
+
+    L: int
+    n: int
+    c_z: Any
+    c_px: Any
+    c_kl: Any = None
+    kl_d: Any = None
+    c_pz: Any = None
+    c_qz: Any = None

@@ -93,7 +93,7 @@ def test_every_optimizer_runs_on_a_device(opt_cls, kw, estimator):
 
 
 def test_every_model_method_runs_on_a_device():
-    for model in (small_vae(likelihood="gaussian_learned"), sv.AE(8, (16,), 2, seed=0)):
+    for model in (small_vae(likelihood="gaussian_per_pixel"), sv.AE(8, (16,), 2, seed=0)):
         model.to("array_api_strict", device=DEVICE1)
         x = model.asarray(batch(n=4))
         assert x.device == DEVICE1 and x.dtype == model.dtype
@@ -177,8 +177,8 @@ def test_cupy_missing_gives_an_install_hint(monkeypatch):
 def test_fixed_noise_gives_the_same_loss_and_gradients_on_every_backend(backend, device):
     """float64 with the same eps: the backend's loss and gradients equal NumPy's (exactly
     on the CPU stand-in, to rounding on a GPU)."""
-    ref = small_vae(likelihood="gaussian_learned", estimator="A")
-    dev = small_vae(likelihood="gaussian_learned", estimator="A").to(backend, device=device)
+    ref = small_vae(likelihood="gaussian_per_pixel", estimator="A")
+    dev = small_vae(likelihood="gaussian_per_pixel", estimator="A").to(backend, device=device)
     rng = np.random.default_rng(2)
     X, E = batch(n=5), rng.standard_normal((3, 5, 2))
     r_ref = ref.loss(ref.asarray(X), ref.asarray(E))

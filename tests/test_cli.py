@@ -54,7 +54,7 @@ def test_sample_and_plot(run_dir, tmp_path):
 
 
 def test_gradcheck_command_passes(capsys):
-    assert main(["gradcheck", "--likelihood", "gaussian_learned", "--estimator", "A"]) == 0
+    assert main(["gradcheck", "--likelihood", "gaussian_per_pixel", "--estimator", "A"]) == 0
     assert "PASS" in capsys.readouterr().out
 
 

@@ -86,7 +86,7 @@ def test_steps_on_the_gpu_match_numpy(opt_cls, kw, estimator):
 
 
 def test_gradcheck_in_float64_on_the_gpu():
-    for likelihood in ("bernoulli", "gaussian_learned"):
+    for likelihood in ("bernoulli", "gaussian_per_pixel"):
         model = sv.VAE(12, (7,), 3, likelihood=likelihood, estimator="A", activation="tanh",
                        dtype="float64", backend="cupy")
         rng = np.random.default_rng(0)
@@ -183,7 +183,7 @@ def test_every_command_on_the_gpu(tmp_path, capsys):
                  "--backend", "numpy"]) == 0
     assert main(["sample", str(run), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
     assert main(["plot", str(run)]) == 0
-    assert main(["gradcheck", "--backend", "cupy", "--likelihood", "gaussian_learned"]) == 0
+    assert main(["gradcheck", "--backend", "cupy", "--likelihood", "gaussian_per_pixel"]) == 0
     assert "PASS" in capsys.readouterr().out
 
 

@@ -28,7 +28,7 @@ LIKELIHOODS = {  # the four observation models, by test id
     "bernoulli": dict(likelihood="bernoulli"),
     "gaussian_fixed": dict(likelihood="gaussian", sigma_dec=0.5),
     "gaussian_sigma_learned": dict(likelihood="gaussian", sigma_dec="learned"),
-    "gaussian_learned": dict(likelihood="gaussian_learned"),
+    "gaussian_per_pixel": dict(likelihood="gaussian_per_pixel"),
 }
 
 
@@ -102,7 +102,7 @@ def test_vae_gradients(case, estimator, activation, L, hidden):
 
 
 @pytest.mark.parametrize("activation", ["leaky_relu", "sigmoid", "softplus"])
-@pytest.mark.parametrize("case", ["bernoulli", "gaussian_learned"])
+@pytest.mark.parametrize("case", ["bernoulli", "gaussian_per_pixel"])
 def test_vae_gradients_other_activations(activation, case):
     model = make_vae(case, hidden=(4,), activation=activation, estimator="A")
     x, eps = kink_free_batch(model, L=2)
@@ -131,14 +131,14 @@ def test_vae_gradients_with_beta(beta, estimator):
     assert float(res.loss) == pytest.approx(float(res.recon) + beta * float(res.kl), rel=1e-14)
 
 
-@pytest.mark.parametrize("case", ["gaussian_fixed", "gaussian_sigma_learned", "gaussian_learned"])
+@pytest.mark.parametrize("case", ["gaussian_fixed", "gaussian_sigma_learned", "gaussian_per_pixel"])
 @pytest.mark.parametrize("estimator", ["A", "B"])
 def test_vae_gradients_with_a_sigmoid_mean(case, estimator):
     model = make_vae(case, hidden=(4,), activation="relu", estimator=estimator,
                      mean_activation="sigmoid")
     x, eps = kink_free_batch(model, L=2)
     assert_gradients(model, x, eps)
-    mean = model.decode(model.encode(x)[0])[0]
+    mean = model.decode(model.encode(x)[0]).mean
     assert np.all((mean > 0) & (mean < 1))
 
 
@@ -205,7 +205,7 @@ def test_vae_gradients_directional():
 def test_vae_gradients_on_backends(backend, device):
     """The same check on every backend (the strict stand-in on a non-default device)."""
     for case, est in [("bernoulli", "A"), ("gaussian_sigma_learned", "B"),
-                      ("gaussian_learned", "A")]:
+                      ("gaussian_per_pixel", "A")]:
         model = make_vae(case, hidden=(4,), activation="relu", estimator=est)
         model.to(backend, device=device)
         x, eps = kink_free_batch(model, L=2)
@@ -361,17 +361,18 @@ def test_encode_decode_sample_reconstruct(case):
     out = model.decode(mu)
     samples, recon = model.sample(7), model.reconstruct(x)
     assert samples.shape == (7, 5) and recon.shape == (6, 5)
+    assert out.mean.shape == (6, 5)
     if case == "bernoulli":
-        assert out.shape == (6, 5)
+        assert out.logits.shape == (6, 5) and out.logvar is None
         assert np.all((samples > 0) & (samples < 1))
-        np.testing.assert_allclose(recon, special.expit(out), rtol=1e-14)
+        np.testing.assert_allclose(recon, special.expit(out.logits), rtol=1e-14)
+        np.testing.assert_array_equal(out.mean, recon)  # both sigmoid(logits)
     else:
-        mean, dec_logvar = out
-        assert mean.shape == (6, 5)
-        assert dec_logvar.shape == ((6, 5) if case == "gaussian_learned" else (1,))
-        np.testing.assert_array_equal(recon, mean)
-        if case != "gaussian_learned":
-            assert float(dec_logvar[0]) == pytest.approx(0.3 if "learned" in case
+        assert out.logits is None
+        assert out.logvar.shape == ((6, 5) if case == "gaussian_per_pixel" else (1,))
+        np.testing.assert_array_equal(recon, out.mean)
+        if case != "gaussian_per_pixel":
+            assert float(out.logvar[0]) == pytest.approx(0.3 if "learned" in case
                                                          else math.log(0.5**2), rel=1e-15)
     z = model.asarray(np.zeros((3, 2)))
     np.testing.assert_array_equal(model.sample(3, z=z), model.sample(3, z=z))
@@ -600,7 +601,7 @@ def test_vae_matches_torch_autograd(case, estimator, activation):
     assert_matches_torch(model, x, eps)
 
 
-@pytest.mark.parametrize("case", ["gaussian_fixed", "gaussian_sigma_learned", "gaussian_learned"])
+@pytest.mark.parametrize("case", ["gaussian_fixed", "gaussian_sigma_learned", "gaussian_per_pixel"])
 def test_vae_with_sigmoid_mean_and_free_bits_matches_torch_autograd(case):
     probe = make_vae(case, activation="tanh", seed=20)
     rng = np.random.default_rng(21)
@@ -616,3 +617,12 @@ def test_ae_matches_torch_autograd(case):
     model = sv.AE(5, (5, 3), 2, activation="tanh", dtype="float64", seed=18, **LIKELIHOODS[case])
     x = model.asarray(draw_x(model.likelihood, 4, 5, np.random.default_rng(19)))
     assert_matches_torch(model, x)
+
+
+def test_the_former_name_of_the_per_pixel_gaussian_still_works_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="'gaussian_learned' is now called "
+                                                "'gaussian_per_pixel'"):
+        model = sv.VAE(8, (4,), 2, likelihood="gaussian_learned")
+    assert model.likelihood == "gaussian_per_pixel"
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        sv.VAE(8, (4,), 2, likelihood="poisson")
