@@ -61,6 +61,11 @@ def sigmoid(x, e=None):
     xp = array_namespace(x)
     if e is None:
         e = xp.exp(-xp.abs(x))
+    # The two-branch form, as a textbook writes it:
+    #     sigma(x) = 1 / (1 + exp(-x))        for x >= 0
+    #     sigma(x) = exp(x) / (1 + exp(x))    for x < 0
+    # is xp.where(x >= 0, 1 / (1 + e), e / (1 + e)); the mask p picks the same branch by
+    # multiplying, which on the CPU is an order of magnitude faster than a select.
     p = xp.astype(x >= 0, x.dtype)
     return (e + p * (1 - e)) / (1 + e)
 

@@ -180,3 +180,28 @@ class Adam(Optimizer):
 
 
 OPTIMIZERS = {"adam": Adam, "adagrad": Adagrad, "sgd": SGD}
+
+
+# ---- the textbook forms -----------------------------------------------------------------
+# The classes above are written for speed (in place, preallocated, scaled moments). These
+# are the same updates as the papers write them, one line per formula, for reading beside
+# them; tests/test_optim.py checks that both give the same parameters.
+
+def adam_reference(p, g, m, v, t: int, lr: float = 1e-3, beta1: float = 0.9,
+                   beta2: float = 0.999, eps: float = 1e-8):
+    """One Adam step (Kingma & Ba 2015, Algorithm 1); returns the new ``(p, m, v)``."""
+    xp = array_namespace(p, g, m, v)
+    m = beta1 * m + (1 - beta1) * g                 # biased first moment
+    v = beta2 * v + (1 - beta2) * g * g             # biased second moment
+    m_hat = m / (1 - beta1 ** t)                    # bias corrections
+    v_hat = v / (1 - beta2 ** t)
+    p = p - lr * m_hat / (xp.sqrt(v_hat) + eps)
+    return p, m, v
+
+
+def adagrad_reference(p, g, G, lr: float = 1e-2, eps: float = 1e-10):
+    """One Adagrad step (Duchi, Hazan & Singer 2011); returns the new ``(p, G)``."""
+    xp = array_namespace(p, g, G)
+    G = G + g * g                                   # running sum of squared gradients
+    p = p - lr * g / (xp.sqrt(G) + eps)
+    return p, G
