@@ -10,9 +10,10 @@ reparameterization and the KL (``derivations/08_backprop.ipynb``).
 from __future__ import annotations
 
 from .activations import ACTIVATIONS
+from .checks import check_choice, check_int
 from .decoder import Decoder, check_likelihood, check_sigma_dec
 from .layers import INITS, mlp
-from .model import Model, check_choice, check_int, on_model_device
+from .model import Model, on_model_device
 from .results import LossResult
 
 

@@ -14,32 +14,18 @@ same kind of generator and is re-seeded from it otherwise (see :mod:`scratchvae.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .backend import asarray, device_label, on_device, to_numpy
+from .files import atomic_write
 
 FORMAT_VERSION = 2  # 2: generator state tagged with its kind; where it was written
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used (missing, corrupt, other architecture)."""
-
-
-def atomic_write(path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(path, model, optimizer, epoch: int, config: dict, threads: int | None = None) -> None:

@@ -34,7 +34,6 @@ import gzip
 import hashlib
 import math
 import os
-import secrets
 import sys
 import zlib
 from dataclasses import dataclass
@@ -46,7 +45,8 @@ from urllib.request import Request, urlopen
 import numpy as np
 from tqdm import tqdm
 
-from .model import check_choice, check_int
+from .checks import check_choice, check_int, check_unit_interval
+from .files import atomic_write
 
 DATASETS = ("mnist", "fashion-mnist", "frey")
 
@@ -176,31 +176,23 @@ def _show_progress(progress) -> bool:
 
 
 def _fetch_one(url: str, target: Path, size: int, md5: str, progress: bool) -> None:
-    """Download ``url`` to ``target`` through a temporary file in the same folder.
-
-    The temporary file is removed on any failure, including an interrupt; only a file
-    with the expected MD5 is moved into place, and ``os.replace`` makes that atomic.
-    """
-    # A fresh name opened with "x" (exclusive create) gets the usual permissions
-    # (0o666 less the umask), unlike tempfile's private 0o600 files.
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
-    try:
+    """Download ``url`` to ``target`` with :func:`scratchvae.files.atomic_write`: only a
+    file with the expected MD5 is moved into place; any failure, an interrupt included,
+    leaves no file behind."""
+    def download(out):
         digest = hashlib.md5(usedforsecurity=False)
         request = Request(url, headers={"User-Agent": "scratchvae"})
-        with open(tmp, "xb") as out, urlopen(request, timeout=_TIMEOUT_S) as response, tqdm(
+        with urlopen(request, timeout=_TIMEOUT_S) as response, tqdm(
                 total=size, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=target.name, disable=not progress) as bar:
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 digest.update(chunk)
                 bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
         if digest.hexdigest() != md5:
             raise DatasetError(f"MD5 mismatch: got {digest.hexdigest()}, expected {md5}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(target, download)
 
 
 def _fetch(file: str, size: int, md5: str, folder: Path, mirrors, progress: bool) -> list[str]:
@@ -489,11 +481,6 @@ def train_validation_split(x, y, n_validation: int, rng: np.random.Generator):
     return x[~is_val], y[~is_val], x[is_val], y[is_val]
 
 
-def _check_unit_interval(x) -> None:
-    if x.size and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"x must lie in [0, 1], got values in [{x.min()}, {x.max()}]")
-
-
 def binarize(x, rng: np.random.Generator) -> np.ndarray:
     """Stochastic binarization: a fresh draw :math:`x_{bin} \\sim \\text{Bernoulli}(x)`.
 
@@ -506,14 +493,14 @@ def binarize(x, rng: np.random.Generator) -> np.ndarray:
     x: float array in [0, 1], any shape. Returns float32 of the same shape, in {0, 1}.
     """
     rng = _check_rng(rng)
-    _check_unit_interval(x)
+    check_unit_interval(x)
     u = rng.random(x.shape, dtype=np.float32)
     return (u < x).astype(np.float32)
 
 
 def threshold(x, level: float = 0.5) -> np.ndarray:
     """Deterministic binarization: ``1`` where ``x > level``, else ``0`` (float32)."""
-    _check_unit_interval(x)
+    check_unit_interval(x)
     return (x > level).astype(np.float32)
 
 

@@ -28,7 +28,8 @@ import math
 import numpy as np
 
 from .backend import array_namespace, host_reads_are_free, on_device, to_numpy
-from .model import Model, check_int
+from .checks import check_int
+from .model import Model
 from .threads import Threads
 from .vae import VAE
 

@@ -26,8 +26,6 @@ Tolerances (relative errors :math:`\\|a - b\\| / (\\|a\\| + \\|b\\|)` in float64
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +35,7 @@ import numpy as np
 from . import gradcheck
 from .activations import ACTIVATIONS, sigmoid
 from .backend import array_namespace, asarray, get_namespace, to_numpy
+from .files import atomic_write
 from .kl import kl_std_normal_backward, kl_std_normal_forward
 from .layers import linear_backward, linear_forward
 from .likelihoods import bernoulli_logpmf_backward, bernoulli_logpmf_forward
@@ -113,19 +112,6 @@ def student_notebook(notebook: dict, name: str = "notebook") -> dict:
     return notebook
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_student_versions(out_dir, sources=("notebooks", "derivations"),
                            root=None) -> list[Path]:
     """Write the student version of every notebook with exercises under ``sources``.
@@ -168,7 +154,8 @@ def write_student_versions(out_dir, sources=("notebooks", "derivations"),
         target = out_dir / folder / path.relative_to(root / folder)
         text = json.dumps(student_notebook(notebook, str(path)), indent=1, sort_keys=True,
                           ensure_ascii=False)
-        _write_atomic(target, text + "\n")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, lambda f, text=text: f.write((text + "\n").encode("utf-8")))
         written.append(target)
     return written
 

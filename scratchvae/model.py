@@ -4,7 +4,6 @@ and the checks that turn bad input into clear errors."""
 from __future__ import annotations
 
 import functools
-import operator
 
 from .backend import (
     array_namespace,
@@ -18,26 +17,9 @@ from .backend import (
     on_device,
     to_numpy,
 )
+from .checks import check_int
 from .parameters import Parameters
 from .rng import Generator
-
-
-def check_int(value, name: str, minimum: int = 1) -> int:
-    """``value`` as an int ``>= minimum``, else a ``ValueError``/``TypeError`` naming it."""
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return value
-
-
-def check_choice(value, name: str, choices) -> str:
-    """``value`` if it is one of ``choices``, else a ``ValueError`` listing them."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
-    return value
 
 
 def on_model_device(method):

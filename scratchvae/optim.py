@@ -11,16 +11,8 @@ from __future__ import annotations
 import math
 
 from .backend import array_namespace, device, fused_kernel, on_device
+from .checks import check_number
 from .parameters import Parameters
-
-
-def _check_positive(value, name: str, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and (
-        value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
 
 
 class Optimizer:
@@ -33,8 +25,8 @@ class Optimizer:
         self.params = params
         self.xp = array_namespace(params.flat)
         self.device = device(params.flat)
-        self.lr = _check_positive(lr, "lr")
-        self.weight_decay = _check_positive(weight_decay, "weight_decay", allow_zero=True)
+        self.lr = check_number(lr, "lr")
+        self.weight_decay = check_number(weight_decay, "weight_decay", allow_zero=True)
         self.t = 0
         self.state: dict = {}
 
@@ -74,7 +66,7 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float = 1e-2, momentum: float = 0.0,
                  weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
-        self.momentum = _check_positive(momentum, "momentum", allow_zero=True)
+        self.momentum = check_number(momentum, "momentum", allow_zero=True)
         if self.momentum:
             self.state["v"] = self._zeros()
 
@@ -95,7 +87,7 @@ class Adagrad(Optimizer):
     def __init__(self, params, lr: float = 1e-2, eps: float = 1e-10,
                  weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
-        self.eps = _check_positive(eps, "eps")
+        self.eps = check_number(eps, "eps")
         self.state["G"] = self._zeros()
         self._kernel = fused_kernel(self.xp, "adagrad")  # one GPU pass; None on the CPU
         self._buf = self._zeros() if self._kernel is None else None
@@ -149,7 +141,7 @@ class Adam(Optimizer):
         self.beta1, self.beta2 = (float(b) for b in betas)
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
-        self.eps = _check_positive(eps, "eps")
+        self.eps = check_number(eps, "eps")
         self.state["m_scaled"] = self._zeros()
         self.state["v_scaled"] = self._zeros()
         self._kernel = fused_kernel(self.xp, "adam")  # the 13 passes in one on a GPU

@@ -15,8 +15,6 @@ grey scale [0, 1], the range the data are scaled to.
 from __future__ import annotations
 
 import math
-import os
-import secrets
 from statistics import NormalDist
 
 import numpy as np
@@ -25,8 +23,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .backend import to_numpy
+from .checks import check_int
 from .evaluate import latent_means
-from .model import check_int
+from .files import atomic_write
 
 __all__ = ["image_grid", "plot_curves", "plot_latent", "plot_manifold",
            "plot_reconstructions", "plot_samples"]
@@ -42,20 +41,9 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _save(fig: Figure, path) -> None:
-    """Write ``fig`` as a PNG to ``path`` atomically (temporary file + ``os.replace``)."""
-    if path is None:
-        return
-    path = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``fig`` as a PNG to ``path`` atomically (:mod:`scratchvae.files`)."""
+    if path is not None:
+        atomic_write(path, lambda f: fig.savefig(f, format="png"))
 
 
 def _check_image_shape(image_shape, D: int) -> tuple[int, int]:

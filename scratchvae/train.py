@@ -28,6 +28,7 @@ import numpy as np
 
 from . import checkpoint, datasets
 from .backend import host_reads_are_free, on_device, to_numpy
+from .checks import check_unit_interval
 from .decoder import check_likelihood
 from .evaluate import elbo
 from .optim import OPTIMIZERS
@@ -242,7 +243,10 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
     show_progress = not quiet and sys.stderr.isatty()
     _, x_train_host, x_val_host, x_test_host, _ = load_data(config, progress=show_progress)
     if config.likelihood == "bernoulli":  # checked once here, not at every step
-        _check_unit_interval(x_train_host, config.dataset)
+        try:
+            check_unit_interval(x_train_host, f"data set {config.dataset}")
+        except ValueError as err:
+            raise ConfigError(f"{err} for likelihood='bernoulli'") from None
     model = build_model(config, x_train_host.shape[1])
     opt = build_optimizer(config, model)
     threads_setting = config.threads
@@ -337,12 +341,6 @@ def choose_threads(setting, config: TrainConfig, model, x_train):
 
     threads.choose(one_step)
     return threads
-
-
-def _check_unit_interval(x, name: str) -> None:
-    if x.min() < 0 or x.max() > 1 or not np.all(np.isfinite(x)):
-        raise ConfigError(f"data set {name} must hold finite values in [0, 1] "
-                          "for likelihood='bernoulli'")
 
 
 def train_epoch(model, opt, x_train, config: TrainConfig, epoch: int,

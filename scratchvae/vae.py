@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .activations import ACTIVATIONS
+from .checks import check_choice, check_int
 from .decoder import Decoder, check_likelihood, check_sigma_dec
 from .encoder import GaussianEncoder
 from .kl import kl_std_normal_backward, kl_std_normal_forward
@@ -35,7 +36,7 @@ from .likelihoods import (
     std_normal_logpdf_backward,
     std_normal_logpdf_forward,
 )
-from .model import Model, check_choice, check_int, on_model_device
+from .model import Model, on_model_device
 from .reparam import reparameterize_backward, reparameterize_forward
 from .results import LossResult
 
