@@ -16,47 +16,53 @@ LEAKY_SLOPE = 0.01
 
 
 def relu_forward(x):
-    """:math:`y = \\max(x, 0)`. x: any shape. Caches the mask :math:`1[x > 0]`."""
+    r""":math:`y = \max(x, 0)`. x: any shape. Caches the mask :math:`1[x > 0]`."""
     xp = array_namespace(x)
     return xp.maximum(x, 0.0), xp.astype(x > 0, x.dtype)
 
 
 def relu_backward(dy, mask):
-    """:math:`dx = dy \\cdot 1[x > 0]` (the subgradient 0 is used at the kink)."""
+    r""":math:`dx = dy \cdot 1[x > 0]` (the subgradient 0 is used at the kink).
+
+    Derivation: ``derivations/08_backprop.ipynb``, section 2, Activations."""
     return dy * mask
 
 
 def leaky_relu_forward(x, slope: float = LEAKY_SLOPE):
-    """:math:`y = x` for x > 0, :math:`y = a x` otherwise (``a = slope``); caches the
-    local slope :math:`k = a + (1 - a)\\,1[x > 0]`, so that :math:`y = k x`."""
+    r""":math:`y = x` for x > 0, :math:`y = a x` otherwise (``a = slope``); caches the
+    local slope :math:`k = a + (1 - a)\,1[x > 0]`, so that :math:`y = k x`."""
     xp = array_namespace(x)
     k = slope + (1 - slope) * xp.astype(x > 0, x.dtype)
     return k * x, k
 
 
 def leaky_relu_backward(dy, k):
-    """:math:`dx = k\\,dy`: ``dy`` where x > 0, :math:`a\\,dy` otherwise."""
+    r""":math:`dx = k\,dy`: ``dy`` where x > 0, :math:`a\,dy` otherwise.
+
+    Derivation: ``derivations/08_backprop.ipynb``, section 2, Activations."""
     return dy * k
 
 
 def tanh_forward(x):
-    """:math:`y = \\tanh x`."""
+    r""":math:`y = \tanh x`."""
     xp = array_namespace(x)
     y = xp.tanh(x)
     return y, y
 
 
 def tanh_backward(dy, y):
-    """:math:`dx = dy\\,(1 - y^2)` with :math:`y = \\tanh x`."""
+    r""":math:`dx = dy\,(1 - y^2)` with :math:`y = \tanh x`.
+
+    Derivation: ``derivations/08_backprop.ipynb``, section 2, Activations."""
     return dy * (1 - y * y)
 
 
 def sigmoid(x, e=None):
-    """Numerically stable :math:`\\sigma(x) = 1 / (1 + e^{-x})`.
+    r"""Numerically stable :math:`\sigma(x) = 1 / (1 + e^{-x})`.
 
-    With :math:`e = e^{-|x|} \\le 1` (never overflows), :math:`\\sigma(x) = 1 / (1 + e)`
+    With :math:`e = e^{-|x|} \le 1` (never overflows), :math:`\sigma(x) = 1 / (1 + e)`
     for x >= 0 and :math:`e / (1 + e)` for x < 0, i.e. :math:`(e + p(1 - e)) / (1 + e)`
-    with :math:`p = 1[x \\ge 0]`. Pass ``e`` if it is already computed.
+    with :math:`p = 1[x \ge 0]`. Pass ``e`` if it is already computed.
     """
     xp = array_namespace(x)
     if e is None:
@@ -71,25 +77,29 @@ def sigmoid(x, e=None):
 
 
 def sigmoid_forward(x):
-    """:math:`y = \\sigma(x)`."""
+    r""":math:`y = \sigma(x)`."""
     y = sigmoid(x)
     return y, y
 
 
 def sigmoid_backward(dy, y):
-    """:math:`dx = dy\\,\\sigma(x)(1 - \\sigma(x)) = dy\\,y(1 - y)`."""
+    r""":math:`dx = dy\,\sigma(x)(1 - \sigma(x)) = dy\,y(1 - y)`.
+
+    Derivation: ``derivations/08_backprop.ipynb``, section 2, Activations."""
     return dy * y * (1 - y)
 
 
 def softplus_forward(x):
-    """:math:`y = \\log(1 + e^x) = \\max(x, 0) + \\log(1 + e^{-|x|})` (stable form)."""
+    r""":math:`y = \log(1 + e^x) = \max(x, 0) + \log(1 + e^{-|x|})` (stable form)."""
     xp = array_namespace(x)
     y = xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
     return y, x
 
 
 def softplus_backward(dy, x):
-    """:math:`dx = dy\\,\\sigma(x)`, since :math:`\\frac{d}{dx}\\log(1 + e^x) = \\sigma(x)`."""
+    r""":math:`dx = dy\,\sigma(x)`, since :math:`\frac{d}{dx}\log(1 + e^x) = \sigma(x)`.
+
+    Derivation: ``derivations/08_backprop.ipynb``, section 2, Activations."""
     return dy * sigmoid(x)
 
 

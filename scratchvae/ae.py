@@ -1,7 +1,7 @@
-"""A deterministic autoencoder built from the same layers, for the AE-vs-VAE comparison.
+r"""A deterministic autoencoder built from the same layers, for the AE-vs-VAE comparison.
 
-The code :math:`z = f_\\phi(x)` is a point, not a distribution; the loss is the
-reconstruction term alone, :math:`-\\log p_\\theta(x \\mid z = f_\\phi(x))`, with the same
+The code :math:`z = f_\phi(x)` is a point, not a distribution; the loss is the
+reconstruction term alone, :math:`-\log p_\theta(x \mid z = f_\phi(x))`, with the same
 likelihoods as the VAE. Nothing pulls the codes towards a prior, which is why decoding
 random z ~ N(0, I) gives poor samples. The backward pass is the VAE's without the
 reparameterization and the KL (``derivations/08_backprop.ipynb``).
@@ -50,7 +50,7 @@ class AE(Model):
 
     @on_model_device
     def loss(self, x, check_values: bool = True) -> LossResult:
-        """Reconstruction loss :math:`-\\log p(x | f(x))` averaged over the batch."""
+        r"""Reconstruction loss :math:`-\log p(x | f(x))` averaged over the batch."""
         xp = self.xp
         x = self.check_input(x, check_values)
         z = self.encoder.forward(x)

@@ -482,10 +482,10 @@ def train_validation_split(x, y, n_validation: int, rng: np.random.Generator):
 
 
 def binarize(x, rng: np.random.Generator) -> np.ndarray:
-    """Stochastic binarization: a fresh draw :math:`x_{bin} \\sim \\text{Bernoulli}(x)`.
+    r"""Stochastic binarization: a fresh draw :math:`x_{bin} \sim \text{Bernoulli}(x)`.
 
-    .. math:: x_{bin,i} = [u_i < x_i], \\qquad u_i \\sim U[0, 1),
-              \\qquad P(x_{bin,i} = 1) = x_i
+    .. math:: x_{bin,i} = [u_i < x_i], \qquad u_i \sim U[0, 1),
+              \qquad P(x_{bin,i} = 1) = x_i
 
     Call it once per epoch for *dynamic* binarization (a new binary data set each
     epoch, which regularizes), or once before training for a *fixed* binarization.
@@ -508,11 +508,11 @@ def threshold(x, level: float = 0.5) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class LinearGaussian:
-    """Data from a linear-Gaussian (probabilistic PCA) model and its true parameters.
+    r"""Data from a linear-Gaussian (probabilistic PCA) model and its true parameters.
 
-    .. math:: x = W z + \\mu + \\sigma \\varepsilon, \\quad z \\sim \\mathcal N(0, I_k),
-              \\quad \\varepsilon \\sim \\mathcal N(0, I_d)
-              \\quad\\Rightarrow\\quad x \\sim \\mathcal N(\\mu, W W^T + \\sigma^2 I_d)
+    .. math:: x = W z + \mu + \sigma \varepsilon, \quad z \sim \mathcal N(0, I_k),
+              \quad \varepsilon \sim \mathcal N(0, I_d)
+              \quad\Rightarrow\quad x \sim \mathcal N(\mu, W W^T + \sigma^2 I_d)
 
     Attributes
     ----------
@@ -522,7 +522,7 @@ class LinearGaussian:
     W : numpy.ndarray, shape (d, k)
     mu : numpy.ndarray, shape (d,)
     noise_std : float
-        :math:`\\sigma`.
+        :math:`\sigma`.
     """
 
     x: np.ndarray
@@ -533,7 +533,7 @@ class LinearGaussian:
 
     @property
     def covariance(self) -> np.ndarray:
-        """The marginal covariance :math:`W W^T + \\sigma^2 I`, shape (d, d)."""
+        r"""The marginal covariance :math:`W W^T + \sigma^2 I`, shape (d, d)."""
         return self.W @ self.W.T + self.noise_std**2 * np.eye(self.W.shape[0])
 
 
@@ -557,11 +557,11 @@ def linear_gaussian(n: int, data_dim: int, latent_dim: int, noise_std: float,
 
 def gaussian_blobs(n: int, rng: np.random.Generator, n_blobs: int = 8,
                    radius: float = 2.0, std: float = 0.2):
-    """A 2-D toy set: a mixture of ``n_blobs`` equally likely Gaussians on a circle.
+    r"""A 2-D toy set: a mixture of ``n_blobs`` equally likely Gaussians on a circle.
 
-    .. math:: y \\sim U\\{0, \\dots, K-1\\}, \\quad
-              x \\sim \\mathcal N\\big(r(\\cos\\tfrac{2\\pi y}{K}, \\sin\\tfrac{2\\pi y}{K}),
-              s^2 I_2\\big)
+    .. math:: y \sim U\{0, \dots, K-1\}, \quad
+              x \sim \mathcal N\big(r(\cos\tfrac{2\pi y}{K}, \sin\tfrac{2\pi y}{K}),
+              s^2 I_2\big)
 
     Returns
     -------

@@ -66,11 +66,11 @@ def check_sigma_dec(sigma_dec):
 
 @dataclass
 class DecoderOutput:
-    """The likelihood's parameters at some z, whatever the likelihood.
+    r"""The likelihood's parameters at some z, whatever the likelihood.
 
     Attributes
     ----------
-    mean : (..., D) array, :math:`\\mathbb E[x|z]`
+    mean : (..., D) array, :math:`\mathbb E[x|z]`
     logits : (..., D) array for ``"bernoulli"`` (``mean = sigmoid(logits)``), else ``None``
     logvar : the Gaussian log-variance, (..., D) for ``"gaussian_per_pixel"``, (1,) for
         ``"gaussian"``; ``None`` for ``"bernoulli"``
@@ -165,7 +165,7 @@ class Decoder:
         return self.split(out).mean
 
     def loglik_forward(self, x, out):
-        """:math:`\\log p_\\theta(x|z)` summed over pixels. x: (n, D); out: (..., n, n_out).
+        r""":math:`\log p_\theta(x|z)` summed over pixels. x: (n, D); out: (..., n, n_out).
         Returns ``(logp (..., n), cache)``."""
         if self.likelihood == "bernoulli":
             return bernoulli_logpmf_forward(x, out)

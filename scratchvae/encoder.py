@@ -1,8 +1,8 @@
-"""The encoder q_phi(z|x): an MLP from x to the mean and log-variance of a diagonal
+r"""The encoder q_phi(z|x): an MLP from x to the mean and log-variance of a diagonal
 Gaussian over z, the recognition model of Kingma & Welling (2014), appendix C.2.
 
-:math:`q_\\phi(z|x) = \\mathcal N(\\mu(x), \\operatorname{diag} e^{v(x)})` with
-:math:`h = \\mathrm{MLP}(x)`, :math:`\\mu = h W_\\mu + b_\\mu`, :math:`v = h W_v + b_v`.
+:math:`q_\phi(z|x) = \mathcal N(\mu(x), \operatorname{diag} e^{v(x)})` with
+:math:`h = \mathrm{MLP}(x)`, :math:`\mu = h W_\mu + b_\mu`, :math:`v = h W_v + b_v`.
 Derivation of the backward pass: ``derivations/08_backprop.ipynb`` (the encoder heads).
 """
 
@@ -43,9 +43,9 @@ class GaussianEncoder:
         return self.mu_head.forward(h), self.logvar_head.forward(h)
 
     def backward(self, dmu, dlogvar) -> None:
-        """Writes the encoder's parameter gradients; the gradient w.r.t. x is not needed.
+        r"""Writes the encoder's parameter gradients; the gradient w.r.t. x is not needed.
 
-        :math:`\\partial\\ell/\\partial h = dmu\\,W_\\mu^\\top + dlogvar\\,W_v^\\top`: the two
+        :math:`\partial\ell/\partial h = dmu\,W_\mu^\top + dlogvar\,W_v^\top`: the two
         heads read the same h, so their gradients add.
         """
         dh_mu = self.mu_head.backward(dmu)

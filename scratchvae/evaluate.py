@@ -72,11 +72,11 @@ def _batches(model, x, batch_size: int):
 
 
 def elbo(model, x, batch_size: int = 1000, n_samples: int = 1) -> dict:
-    """Negative ELBO of a data set, in nats per example, and its two parts.
+    r"""Negative ELBO of a data set, in nats per example, and its two parts.
 
     .. math::
-        -\\mathcal L(x) = \\underbrace{-\\mathbb E_{q(z|x)}[\\log p(x|z)]}_{\\text{recon}}
-        + \\underbrace{\\mathrm{KL}(q(z|x)\\,\\|\\,p(z))}_{\\text{kl}}
+        -\mathcal L(x) = \underbrace{-\mathbb E_{q(z|x)}[\log p(x|z)]}_{\text{recon}}
+        + \underbrace{\mathrm{KL}(q(z|x)\,\|\,p(z))}_{\text{kl}}
 
     estimated by :meth:`VAE.loss` on each minibatch with ``n_samples`` draws of z
     (SGVB-B, the analytic KL, unless the model was built with ``estimator="A"``) and
@@ -116,17 +116,17 @@ def elbo(model, x, batch_size: int = 1000, n_samples: int = 1) -> dict:
 
 
 def _logsumexp(a):
-    """:math:`\\log \\sum_l e^{a_l}` over axis 0, shifted by the maximum to avoid overflow."""
+    r""":math:`\log \sum_l e^{a_l}` over axis 0, shifted by the maximum to avoid overflow."""
     xp = array_namespace(a)
     m = xp.max(a, axis=0, keepdims=True)
     return m[0, ...] + xp.log(xp.sum(xp.exp(a - m), axis=0))
 
 
 def _iw_log_likelihood(model, x, k: int, k_batch: int, tick=None):
-    """Importance-weighted log p(x) of one minibatch x (n, D): an (n,) array.
+    r"""Importance-weighted log p(x) of one minibatch x (n, D): an (n,) array.
 
     The K weights are drawn in chunks of ``k_batch``; a running log-sum-exp,
-    :math:`s \\leftarrow \\log(e^{s} + \\sum_{l \\in \\text{chunk}} w_l)`, combines them,
+    :math:`s \leftarrow \log(e^{s} + \sum_{l \in \text{chunk}} w_l)`, combines them,
     so memory grows with ``k_batch``, not with K. ``tick()`` is called after each chunk.
     """
     xp = model.xp
@@ -143,16 +143,16 @@ def _iw_log_likelihood(model, x, k: int, k_batch: int, tick=None):
 
 def log_likelihood(model, x, k: int = 5000, batch_size: int = 100,
                    k_batch: int = 100, progress=None, threads=None) -> tuple[float, float]:
-    """Importance-weighted estimate of the test log-likelihood (Burda et al., 2016).
+    r"""Importance-weighted estimate of the test log-likelihood (Burda et al., 2016).
 
     .. math::
-        \\log p(x) \\approx \\log \\frac1K \\sum_{k=1}^{K}
-        \\frac{p(x|z_k)\\,p(z_k)}{q(z_k|x)}, \\qquad z_k \\sim q(z|x)
+        \log p(x) \approx \log \frac1K \sum_{k=1}^{K}
+        \frac{p(x|z_k)\,p(z_k)}{q(z_k|x)}, \qquad z_k \sim q(z|x)
 
     computed per example with a stable log-sum-exp. For K = 1 it is an unbiased
     estimate of the ELBO; its expectation increases with K and tends to
-    :math:`\\log p(x)` as :math:`K \\to \\infty`. It is a stochastic *lower* bound:
-    :math:`\\mathbb E[\\text{estimate}] \\le \\log p(x)` for every K.
+    :math:`\log p(x)` as :math:`K \to \infty`. It is a stochastic *lower* bound:
+    :math:`\mathbb E[\text{estimate}] \le \log p(x)` for every K.
 
     Parameters
     ----------
@@ -181,7 +181,7 @@ def log_likelihood(model, x, k: int = 5000, batch_size: int = 100,
     -------
     (mean, stderr) : floats, nats per example
         The average over the N examples and its standard error, the sample standard
-        deviation over examples divided by :math:`\\sqrt N` (``nan`` for N = 1).
+        deviation over examples divided by :math:`\sqrt N` (``nan`` for N = 1).
     """
     model = _check_model(model)
     x = _check_data(model, x)
@@ -235,10 +235,10 @@ def _eval_threads(threads, model, x, k_batch: int, total: int):
 
 
 def latent_means(model, x, batch_size: int = 1000) -> np.ndarray:
-    """Where a model puts each example in latent space, on the host.
+    r"""Where a model puts each example in latent space, on the host.
 
-    The posterior means :math:`\\mu_\\phi(x)` of a :class:`VAE`, the codes
-    :math:`f_\\phi(x)` of an :class:`~scratchvae.AE`.
+    The posterior means :math:`\mu_\phi(x)` of a :class:`VAE`, the codes
+    :math:`f_\phi(x)` of an :class:`~scratchvae.AE`.
 
     Parameters
     ----------
@@ -264,12 +264,12 @@ def latent_means(model, x, batch_size: int = 1000) -> np.ndarray:
 
 def active_units(model, x, threshold: float = 0.01,
                  batch_size: int = 1000) -> tuple[int, np.ndarray]:
-    """Count the latent units the model uses (Burda et al., 2016, sec. 5.2).
+    r"""Count the latent units the model uses (Burda et al., 2016, sec. 5.2).
 
     Unit u is active when its posterior mean varies over the data:
 
-    .. math:: A_u = \\operatorname{Cov}_x\\big(\\mathbb E_{q(z|x)}[z_u]\\big)
-              = \\operatorname{Var}_x\\big(\\mu_u(x)\\big) > \\text{threshold}
+    .. math:: A_u = \operatorname{Cov}_x\big(\mathbb E_{q(z|x)}[z_u]\big)
+              = \operatorname{Var}_x\big(\mu_u(x)\big) > \text{threshold}
 
     An inactive unit has the same posterior whatever x is (usually the prior): the
     decoder ignores it.

@@ -1,4 +1,4 @@
-"""Exercises: student versions of the course notebooks, and checkers for what students write.
+r"""Exercises: student versions of the course notebooks, and checkers for what students write.
 
 An exercise cell in a notebook holds a working solution between two marker lines::
 
@@ -19,7 +19,7 @@ with centred finite differences (:mod:`scratchvae.gradcheck`). It prints one lin
 returns ``True`` on a pass. A function that still raises ``NotImplementedError`` is
 reported as not implemented yet; any other error is reported, never raised.
 
-Tolerances (relative errors :math:`\\|a - b\\| / (\\|a\\| + \\|b\\|)` in float64):
+Tolerances (relative errors :math:`\|a - b\| / (\|a\| + \|b\|)` in float64):
 :data:`PIECE_TOL` for one layer or loss, :data:`MODEL_TOL` for a whole model.
 """
 
@@ -657,7 +657,7 @@ def check_reparameterize_backward(fn, *, backend: str = "numpy", seed: int = 0) 
 # ---- the whole VAE ------------------------------------------------------------------
 
 def check_vae_backward(fn, *, backend: str = "numpy", seed: int = 0) -> bool:
-    """Check a whole VAE forward and backward pass written by the student.
+    r"""Check a whole VAE forward and backward pass written by the student.
 
     ``fn(params, x, eps) -> (loss, grads)`` computes, for the model
     ``sv.VAE(**VAE_CHECK_CONFIG)`` (Bernoulli likelihood, one tanh hidden layer each
@@ -666,7 +666,7 @@ def check_vae_backward(fn, *, backend: str = "numpy", seed: int = 0) -> bool:
     * ``params``: dict name -> array, the model's parameters (``enc.0.W``, ``enc.0.b``,
       ``enc.mu.W``, ..., ``dec.out.b``; ``W`` is (d_in, d_out));
     * ``x``: (4, 6) data in [0, 1]; ``eps``: (1, 4, 3) fixed noise (L = 1);
-    * ``loss``: a scalar, :math:`\\frac1n \\sum_i [\\mathrm{KL}_i - \\log p(x_i | z_i)]`;
+    * ``loss``: a scalar, :math:`\frac1n \sum_i [\mathrm{KL}_i - \log p(x_i | z_i)]`;
     * ``grads``: dict with the same names and shapes as ``params``.
 
     The result is compared with ``model.loss(x, eps)``, ``model.backward()`` and finite

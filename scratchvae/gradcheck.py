@@ -1,16 +1,16 @@
-"""Finite-difference gradient checks for hand-written backward passes.
+r"""Finite-difference gradient checks for hand-written backward passes.
 
 All checks work in float64 with centred differences,
 
-.. math:: \\frac{\\partial f}{\\partial \\theta_i} \\approx
-          \\frac{f(\\theta + h e_i) - f(\\theta - h e_i)}{2h},
+.. math:: \frac{\partial f}{\partial \theta_i} \approx
+          \frac{f(\theta + h e_i) - f(\theta - h e_i)}{2h},
 
-whose error is :math:`O(h^2)` from truncation plus :math:`O(\\epsilon_{mach} |f| / h)` from
+whose error is :math:`O(h^2)` from truncation plus :math:`O(\epsilon_{mach} |f| / h)` from
 rounding; ``h = 1e-6`` balances the two. A correct backward pass gives relative errors
 around 1e-10 for one layer and below 1e-7 for a whole network (in float32 or at a ReLU
 kink, checks fail for reasons that are not bugs).
 
-:func:`rel_error` compares whole gradients, :math:`\\|a - b\\| / (\\|a\\| + \\|b\\|)`, so a
+:func:`rel_error` compares whole gradients, :math:`\|a - b\| / (\|a\| + \|b\|)`, so a
 near-zero entry cannot blow up the ratio the way an element-wise ratio can.
 """
 
@@ -25,7 +25,7 @@ from .backend import array_namespace, on_device, to_numpy
 
 
 def rel_error(a, b) -> float:
-    """:math:`\\|a - b\\|_2 / \\max(\\|a\\|_2 + \\|b\\|_2, 10^{-300})` over all entries."""
+    r""":math:`\|a - b\|_2 / \max(\|a\|_2 + \|b\|_2, 10^{-300})` over all entries."""
     a = np.asarray(to_numpy(a), dtype=np.float64)
     b = np.asarray(to_numpy(b), dtype=np.float64)
     if a.shape != b.shape:
@@ -59,7 +59,7 @@ def numerical_gradient(f, x, h: float = 1e-6):
 
 
 def check_layer(forward, backward, inputs: dict, seed: int = 0, h: float = 1e-6) -> dict:
-    """Check a forward/backward pair against finite differences.
+    r"""Check a forward/backward pair against finite differences.
 
     Parameters
     ----------
@@ -68,7 +68,7 @@ def check_layer(forward, backward, inputs: dict, seed: int = 0, h: float = 1e-6)
         order of ``inputs`` (a single array if there is one input)
     inputs : dict name -> float64 array (host NumPy or any backend)
 
-    The scalar tested is :math:`\\sum_k \\text{dout}_k\\, \\text{out}_k` for a random
+    The scalar tested is :math:`\sum_k \text{dout}_k\, \text{out}_k` for a random
     ``dout``, so every entry of the Jacobian contributes. Returns
     ``{name: rel_error}``.
     """
@@ -131,7 +131,7 @@ class GradcheckReport:
 def check_model(model, x, eps=None, method: str = "auto", h: float = 1e-6,
                 max_elementwise: int = 2000, seed: int = 0, n_directions: int = 4,
                 **loss_kwargs) -> GradcheckReport:
-    """Check ``model.backward()`` against finite differences of ``model.loss(x, eps)``.
+    r"""Check ``model.backward()`` against finite differences of ``model.loss(x, eps)``.
 
     Parameters
     ----------
@@ -141,7 +141,7 @@ def check_model(model, x, eps=None, method: str = "auto", h: float = 1e-6,
         Fixed noise; required for a VAE so that the loss is a deterministic function.
     method : {"auto", "elementwise", "directional"}
         ``"elementwise"`` perturbs every entry (2 passes each); ``"directional"``
-        compares the projections :math:`U^\\top g` with centred differences along
+        compares the projections :math:`U^\top g` with centred differences along
         ``n_directions`` random orthonormal directions per parameter (2 passes each, as
         Chainer's ``check_backward`` does with one); ``"auto"`` uses elementwise up to
         ``max_elementwise`` entries and directional above.
@@ -180,14 +180,14 @@ def check_model(model, x, eps=None, method: str = "auto", h: float = 1e-6,
 
 
 def _directional_error(f, p, g, rng, h: float, n_directions: int) -> float:
-    """:func:`rel_error` of the derivatives of ``f`` along random orthonormal directions.
+    r""":func:`rel_error` of the derivatives of ``f`` along random orthonormal directions.
 
     Several directions, not one: the derivative along a single random unit ``u`` is
-    :math:`g \\cdot u \\approx \\|g\\| / \\sqrt{n}` only on average, and where ``u`` happens
+    :math:`g \cdot u \approx \|g\| / \sqrt{n}` only on average, and where ``u`` happens
     to be nearly orthogonal to ``g`` the relative error of that one small number is all
-    rounding. The step along a unit direction is :math:`h \\sqrt{n}`, so each of the n
+    rounding. The step along a unit direction is :math:`h \sqrt{n}`, so each of the n
     entries moves by about ``h``, as in the element-wise check; a step of ``h`` would
-    leave per-entry changes of :math:`h / \\sqrt{n}`, lost to rounding in a large layer.
+    leave per-entry changes of :math:`h / \sqrt{n}`, lost to rounding in a large layer.
     """
     xp = array_namespace(p)
     size = math.prod(p.shape)

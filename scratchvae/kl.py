@@ -1,10 +1,10 @@
-"""KL divergence between the diagonal Gaussian posterior and the standard normal prior.
+r"""KL divergence between the diagonal Gaussian posterior and the standard normal prior.
 
 .. math::
-    \\mathrm{KL}\\big(\\mathcal N(\\mu, \\operatorname{diag}\\sigma^2)
-    \\,\\|\\,\\mathcal N(0, I)\\big)
-    = \\tfrac12 \\sum_{j=1}^{d} \\big(\\sigma_j^2 + \\mu_j^2 - 1 - \\log\\sigma_j^2\\big),
-    \\qquad \\log\\sigma_j^2 = \\text{logvar}_j
+    \mathrm{KL}\big(\mathcal N(\mu, \operatorname{diag}\sigma^2)
+    \,\|\,\mathcal N(0, I)\big)
+    = \tfrac12 \sum_{j=1}^{d} \big(\sigma_j^2 + \mu_j^2 - 1 - \log\sigma_j^2\big),
+    \qquad \log\sigma_j^2 = \text{logvar}_j
 
 Derivation: ``derivations/04_kl_gaussians.ipynb``; test: ``tests/test_components.py``.
 """
@@ -35,14 +35,16 @@ def kl_std_normal_forward(mu, logvar, per_dim: bool = False):
 
 
 def kl_std_normal_backward(dkl, cache):
-    """Gradients of the KL.
+    r"""Gradients of the KL.
 
     .. math::
-        \\frac{\\partial\\,\\mathrm{KL}}{\\partial \\mu_j} = \\mu_j, \\qquad
-        \\frac{\\partial\\,\\mathrm{KL}}{\\partial\\,\\text{logvar}_j} = \\tfrac12(\\sigma_j^2 - 1)
+        \frac{\partial\,\mathrm{KL}}{\partial \mu_j} = \mu_j, \qquad
+        \frac{\partial\,\mathrm{KL}}{\partial\,\text{logvar}_j} = \tfrac12(\sigma_j^2 - 1)
 
     dkl: (n,), or (n, d) for the per-dimension terms. Returns ``(dmu, dlogvar)``,
     each (n, d).
+
+    Derivation: ``derivations/08_backprop.ipynb``, section 5, The KL term.
     """
     mu, var = cache
     if len(dkl.shape) < len(mu.shape):

@@ -36,15 +36,17 @@ def linear_forward(x, W, b):
 
 
 def linear_backward(dy, cache, need_dx: bool = True):
-    """Gradients of the affine map.
+    r"""Gradients of the affine map.
 
     .. math::
-        \\frac{\\partial \\ell}{\\partial x} = dy\\,W^\\top,\\quad
-        \\frac{\\partial \\ell}{\\partial W} = x^\\top dy,\\quad
-        \\frac{\\partial \\ell}{\\partial b} = \\textstyle\\sum_n dy_n
+        \frac{\partial \ell}{\partial x} = dy\,W^\top,\quad
+        \frac{\partial \ell}{\partial W} = x^\top dy,\quad
+        \frac{\partial \ell}{\partial b} = \textstyle\sum_n dy_n
 
     dy: (n, d_out). Returns ``(dx, dW, db)`` with the shapes of ``x, W, b``;
     ``dx`` is ``None`` when ``need_dx`` is false (the first layer needs none).
+
+    Derivation: ``derivations/08_backprop.ipynb``, section 1, The affine layer.
     """
     xp = array_namespace(dy)
     x, W = cache

@@ -1,17 +1,17 @@
-"""Log-densities with their exact constants, in nats, summed over the last axis.
+r"""Log-densities with their exact constants, in nats, summed over the last axis.
 
 * Bernoulli from logits, for binary or [0, 1] data (MNIST):
 
-  .. math:: \\log p(x \\mid l) = \\sum_i x_i l_i - \\log(1 + e^{l_i})
-            = -\\sum_i \\big[\\max(l_i, 0) - l_i x_i + \\log(1 + e^{-|l_i|})\\big]
+  .. math:: \log p(x \mid l) = \sum_i x_i l_i - \log(1 + e^{l_i})
+            = -\sum_i \big[\max(l_i, 0) - l_i x_i + \log(1 + e^{-|l_i|})\big]
 
 * Gaussian with diagonal covariance (decoder output, prior, posterior):
 
-  .. math:: \\log \\mathcal N(x; m, e^{v}) = -\\tfrac12 \\sum_i
-            \\Big[\\log 2\\pi + v_i + \\frac{(x_i - m_i)^2}{e^{v_i}}\\Big]
+  .. math:: \log \mathcal N(x; m, e^{v}) = -\tfrac12 \sum_i
+            \Big[\log 2\pi + v_i + \frac{(x_i - m_i)^2}{e^{v_i}}\Big]
 
-  The constant is :math:`\\tfrac d2 \\log(2\\pi\\sigma^2)` for d dimensions with a shared
-  variance :math:`\\sigma^2`.
+  The constant is :math:`\tfrac d2 \log(2\pi\sigma^2)` for d dimensions with a shared
+  variance :math:`\sigma^2`.
 
 Derivations: ``derivations/08_backprop.ipynb``; tests: ``tests/test_components.py``.
 """
@@ -49,17 +49,20 @@ def bernoulli_logpmf_forward(x, logits):
 
 
 def bernoulli_logpmf_backward(dlogp, cache):
-    """:math:`\\partial \\log p / \\partial l_i = x_i - \\sigma(l_i)`.
+    r""":math:`\partial \log p / \partial l_i = x_i - \sigma(l_i)`.
 
     dlogp: shape (...). Returns ``dlogits`` with the shape of ``logits``. The sigmoid
     reuses ``e = exp(-|l|)`` from the forward pass.
+
+    Derivation: ``derivations/08_backprop.ipynb``, section 3, The Bernoulli
+    log-likelihood from logits.
     """
     x, logits, e = cache
     return dlogp[..., None] * (x - sigmoid(logits, e))
 
 
 def gaussian_logpdf_forward(x, mean, logvar):
-    """Diagonal Gaussian log-density :math:`\\log \\mathcal N(x; m, \\operatorname{diag} e^{v})`.
+    r"""Diagonal Gaussian log-density :math:`\log \mathcal N(x; m, \operatorname{diag} e^{v})`.
 
     Parameters
     ----------
@@ -80,15 +83,17 @@ def gaussian_logpdf_forward(x, mean, logvar):
 
 
 def gaussian_logpdf_backward(dlogp, cache):
-    """Gradients of the Gaussian log-density (full broadcast shape; callers reduce).
+    r"""Gradients of the Gaussian log-density (full broadcast shape; callers reduce).
 
     .. math::
-        \\frac{\\partial \\log p}{\\partial x_i} = -\\frac{x_i - m_i}{e^{v_i}},\\quad
-        \\frac{\\partial \\log p}{\\partial m_i} = \\frac{x_i - m_i}{e^{v_i}},\\quad
-        \\frac{\\partial \\log p}{\\partial v_i}
-        = \\tfrac12\\Big[\\frac{(x_i - m_i)^2}{e^{v_i}} - 1\\Big]
+        \frac{\partial \log p}{\partial x_i} = -\frac{x_i - m_i}{e^{v_i}},\quad
+        \frac{\partial \log p}{\partial m_i} = \frac{x_i - m_i}{e^{v_i}},\quad
+        \frac{\partial \log p}{\partial v_i}
+        = \tfrac12\Big[\frac{(x_i - m_i)^2}{e^{v_i}} - 1\Big]
 
     dlogp: shape (...). Returns ``(dx, dmean, dlogvar)``, each of shape (..., D).
+
+    Derivation: ``derivations/08_backprop.ipynb``, section 4, Gaussian log-densities.
     """
     r, inv_var = cache
     dlogp = dlogp[..., None]
@@ -99,7 +104,7 @@ def gaussian_logpdf_backward(dlogp, cache):
 
 
 def std_normal_logpdf_forward(z):
-    """:math:`\\log \\mathcal N(z; 0, I) = -\\tfrac12 \\sum_j (z_j^2 + \\log 2\\pi)`.
+    r""":math:`\log \mathcal N(z; 0, I) = -\tfrac12 \sum_j (z_j^2 + \log 2\pi)`.
 
     z: (..., d). Returns ``(logp (...), z)``.
     """
@@ -108,5 +113,7 @@ def std_normal_logpdf_forward(z):
 
 
 def std_normal_logpdf_backward(dlogp, z):
-    """:math:`\\partial \\log \\mathcal N(z; 0, I) / \\partial z = -z`. Returns dz (..., d)."""
+    r""":math:`\partial \log \mathcal N(z; 0, I) / \partial z = -z`. Returns dz (..., d).
+
+    Derivation: ``derivations/08_backprop.ipynb``, section 4, Gaussian log-densities."""
     return -dlogp[..., None] * z

@@ -1,9 +1,9 @@
-"""Optimizers that update a model's flat parameter buffer in place.
+r"""Optimizers that update a model's flat parameter buffer in place.
 
 Each step is a handful of vectorized operations on one vector (see
 :class:`scratchvae.parameters.Parameters`). Every optimizer follows PyTorch's
 formulas, so the two can be compared step for step; ``weight_decay`` adds
-:math:`\\lambda\\theta` to the gradient (an L2 penalty / Gaussian prior on the weights).
+:math:`\lambda\theta` to the gradient (an L2 penalty / Gaussian prior on the weights).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """:math:`v \\leftarrow \\mu v + g,\\ \\theta \\leftarrow \\theta - \\eta v`
+    r""":math:`v \leftarrow \mu v + g,\ \theta \leftarrow \theta - \eta v`
     (plain SGD when ``momentum = 0``)."""
 
     def __init__(self, params, lr: float = 1e-2, momentum: float = 0.0,
@@ -80,8 +80,8 @@ class SGD(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """:math:`G \\leftarrow G + g^2,\\
-    \\theta \\leftarrow \\theta - \\eta\\, g / (\\sqrt G + \\epsilon)`
+    r""":math:`G \leftarrow G + g^2,\
+    \theta \leftarrow \theta - \eta\, g / (\sqrt G + \epsilon)`
     (Duchi et al. 2011; the optimizer of Kingma & Welling 2014)."""
 
     def __init__(self, params, lr: float = 1e-2, eps: float = 1e-10,
@@ -110,23 +110,23 @@ class Adagrad(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with bias correction, as in PyTorch:
+    r"""Adam (Kingma & Ba 2015) with bias correction, as in PyTorch:
 
     .. math::
-        m \\leftarrow \\beta_1 m + (1-\\beta_1) g,\\quad
-        v \\leftarrow \\beta_2 v + (1-\\beta_2) g^2,\\quad
-        \\theta \\leftarrow \\theta - \\frac{\\eta}{1-\\beta_1^t}\\,
-        \\frac{m}{\\sqrt{v / (1-\\beta_2^t)} + \\epsilon}
+        m \leftarrow \beta_1 m + (1-\beta_1) g,\quad
+        v \leftarrow \beta_2 v + (1-\beta_2) g^2,\quad
+        \theta \leftarrow \theta - \frac{\eta}{1-\beta_1^t}\,
+        \frac{m}{\sqrt{v / (1-\beta_2^t)} + \epsilon}
 
-    The state holds :math:`\\tilde m = m / (1-\\beta_1)` and
-    :math:`\\tilde v = v / (1-\\beta_2)`, whose updates need no scaling
-    (:math:`\\tilde m \\leftarrow \\beta_1 \\tilde m + g`), so that the step is
+    The state holds :math:`\tilde m = m / (1-\beta_1)` and
+    :math:`\tilde v = v / (1-\beta_2)`, whose updates need no scaling
+    (:math:`\tilde m \leftarrow \beta_1 \tilde m + g`), so that the step is
 
     .. math::
-        \\theta \\leftarrow \\theta
-        - c\\,\\frac{\\tilde m}{\\sqrt{\\tilde v} + \\epsilon / s},\\quad
-        s = \\sqrt{\\frac{1-\\beta_2}{1-\\beta_2^t}},\\quad
-        c = \\frac{\\eta\\,(1-\\beta_1)}{(1-\\beta_1^t)\\,s}
+        \theta \leftarrow \theta
+        - c\,\frac{\tilde m}{\sqrt{\tilde v} + \epsilon / s},\quad
+        s = \sqrt{\frac{1-\beta_2}{1-\beta_2^t}},\quad
+        c = \frac{\eta\,(1-\beta_1)}{(1-\beta_1^t)\,s}
 
     Every operation is in place on preallocated buffers: a step allocates nothing and
     makes 13 passes over the parameter vector (the square root is the costly one). On

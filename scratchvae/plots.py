@@ -116,7 +116,7 @@ def plot_reconstructions(model, x, image_shape, n: int = 8, path=None) -> Figure
 
 
 def plot_samples(model, image_shape, n: int = 64, path=None) -> Figure:
-    """Decoder means :math:`\\mathbb E[x|z]` at ``n`` draws z ~ N(0, I) (``model.sample``)."""
+    r"""Decoder means :math:`\mathbb E[x|z]` at ``n`` draws z ~ N(0, I) (``model.sample``)."""
     samples = to_numpy(model.sample(check_int(n, "n")))
     fig = _grid_figure(image_grid(samples, image_shape),
                        "decoder means E[x | z] at z ~ N(0, I)", inches_per_pixel=0.03)
@@ -125,10 +125,10 @@ def plot_samples(model, image_shape, n: int = 64, path=None) -> Figure:
 
 
 def plot_manifold(model, image_shape, n: int = 20, path=None, limits=None) -> Figure:
-    """The learned 2-D manifold (Kingma & Welling, 2014, Fig. 4).
+    r"""The learned 2-D manifold (Kingma & Welling, 2014, Fig. 4).
 
     Decoder means on an ``n`` x ``n`` grid of z. By default the coordinates are
-    :math:`\\Phi^{-1}(p)`, p linearly spaced in [0.05, 0.95]: equal steps in prior
+    :math:`\Phi^{-1}(p)`, p linearly spaced in [0.05, 0.95]: equal steps in prior
     probability, as in the paper. ``limits = ((lo_1, hi_1), (lo_2, hi_2))`` spaces them
     linearly between those values instead, e.g. the 1st and 99th percentiles of the
     latent means of the data, when the data do not fill the prior (Frey Face).
@@ -165,9 +165,9 @@ def plot_manifold(model, image_shape, n: int = 20, path=None, limits=None) -> Fi
 
 
 def plot_latent(model, x, labels=None, path=None, class_names=None) -> Figure:
-    """Scatter of where ``x`` lands in latent space, coloured by ``labels``.
+    r"""Scatter of where ``x`` lands in latent space, coloured by ``labels``.
 
-    The points are the posterior means :math:`\\mu(x)` of a VAE (the codes of an
+    The points are the posterior means :math:`\mu(x)` of a VAE (the codes of an
     AE). With ``latent_dim > 2`` they are projected onto their first two principal
     components, and the axis labels say so.
 

@@ -1,8 +1,8 @@
-"""The reparameterization trick: a sample of q(z|x) as a differentiable function.
+r"""The reparameterization trick: a sample of q(z|x) as a differentiable function.
 
 .. math::
-    z = \\mu + \\sigma \\odot \\varepsilon,\\quad \\sigma = \\exp(\\tfrac12\\,\\text{logvar}),
-    \\quad \\varepsilon \\sim \\mathcal N(0, I)
+    z = \mu + \sigma \odot \varepsilon,\quad \sigma = \exp(\tfrac12\,\text{logvar}),
+    \quad \varepsilon \sim \mathcal N(0, I)
 
 The standard deviation is ``exp(0.5 * logvar)``, not ``exp(logvar)``: ``logvar`` is
 a log-*variance*, the same quantity the KL uses. Derivation:
@@ -35,16 +35,18 @@ def reparameterize_forward(mu, logvar, eps):
 
 
 def reparameterize_backward(dz, cache):
-    """Pathwise gradients through the sampler.
+    r"""Pathwise gradients through the sampler.
 
     .. math::
-        \\frac{\\partial \\ell}{\\partial \\mu} = \\sum_{l} dz_l, \\qquad
-        \\frac{\\partial \\ell}{\\partial\\,\\text{logvar}}
-        = \\sum_{l} dz_l \\odot \\tfrac12\\,\\sigma \\odot \\varepsilon_l
+        \frac{\partial \ell}{\partial \mu} = \sum_{l} dz_l, \qquad
+        \frac{\partial \ell}{\partial\,\text{logvar}}
+        = \sum_{l} dz_l \odot \tfrac12\,\sigma \odot \varepsilon_l
 
-    since :math:`\\partial z / \\partial \\mu = 1` and
-    :math:`\\partial z / \\partial\\,\\text{logvar} = \\tfrac12 \\sigma \\varepsilon`.
+    since :math:`\partial z / \partial \mu = 1` and
+    :math:`\partial z / \partial\,\text{logvar} = \tfrac12 \sigma \varepsilon`.
     dz: (L, n, d). Returns ``(dmu, dlogvar)``, each (n, d).
+
+    Derivation: ``derivations/08_backprop.ipynb``, section 6, The reparameterisation.
     """
     xp = array_namespace(dz)
     sigma, eps = cache

@@ -1,16 +1,16 @@
-"""The variational autoencoder (Kingma & Welling, 2014) with a hand-written backward pass.
+r"""The variational autoencoder (Kingma & Welling, 2014) with a hand-written backward pass.
 
 Objective, per data point x (the ELBO, in nats):
 
 .. math::
-    \\mathcal L(\\theta, \\phi; x) = \\mathbb E_{q_\\phi(z|x)}[\\log p_\\theta(x|z)]
-    - \\mathrm{KL}(q_\\phi(z|x) \\,\\|\\, p(z)) \\le \\log p_\\theta(x)
+    \mathcal L(\theta, \phi; x) = \mathbb E_{q_\phi(z|x)}[\log p_\theta(x|z)]
+    - \mathrm{KL}(q_\phi(z|x) \,\|\, p(z)) \le \log p_\theta(x)
 
-estimated with ``L`` reparameterized samples :math:`z_l = \\mu + \\sigma\\odot\\varepsilon_l`:
+estimated with ``L`` reparameterized samples :math:`z_l = \mu + \sigma\odot\varepsilon_l`:
 
-* SGVB-B (default): :math:`\\tfrac1L \\sum_l \\log p_\\theta(x|z_l) - \\mathrm{KL}` with the KL
+* SGVB-B (default): :math:`\tfrac1L \sum_l \log p_\theta(x|z_l) - \mathrm{KL}` with the KL
   in closed form;
-* SGVB-A: :math:`\\tfrac1L \\sum_l [\\log p_\\theta(x|z_l) + \\log p(z_l) - \\log q_\\phi(z_l|x)]`.
+* SGVB-A: :math:`\tfrac1L \sum_l [\log p_\theta(x|z_l) + \log p(z_l) - \log q_\phi(z_l|x)]`.
 
 ``loss`` is the negative ELBO averaged over the batch, with the KL term weighted by
 ``beta``. Derivations: ``derivations/02_elbo_jensen.ipynb`` (the bound),
@@ -44,7 +44,7 @@ ESTIMATORS = ("A", "B")
 
 
 class VAE(Model):
-    """Variational autoencoder with Gaussian encoder and a choice of decoder likelihood.
+    r"""Variational autoencoder with Gaussian encoder and a choice of decoder likelihood.
 
     Parameters
     ----------
@@ -68,8 +68,8 @@ class VAE(Model):
         Weight of the KL term (1 gives the ELBO).
     free_bits : float
         Free bits per latent dimension (Kingma et al. 2016), estimator "B" only: the
-        KL term becomes :math:`\\sum_j \\max(\\lambda, \\overline{\\mathrm{KL}}_j)` with
-        :math:`\\overline{\\mathrm{KL}}_j` the batch mean of dimension j's KL.
+        KL term becomes :math:`\sum_j \max(\lambda, \overline{\mathrm{KL}}_j)` with
+        :math:`\overline{\mathrm{KL}}_j` the batch mean of dimension j's KL.
     sigma_dec : float or "learned"
         Decoder standard deviation for ``likelihood="gaussian"``.
     mean_activation : {"identity", "sigmoid"}
@@ -168,8 +168,8 @@ class VAE(Model):
 
     @on_model_device
     def log_weights(self, x, n_samples: int, mu=None, logvar=None, check_values: bool = True):
-        """Log importance weights :math:`\\log w_l = \\log p(x|z_l) + \\log p(z_l)
-        - \\log q(z_l|x)`, :math:`z_l \\sim q(z|x)`, for the importance-weighted bound.
+        r"""Log importance weights :math:`\log w_l = \log p(x|z_l) + \log p(z_l)
+        - \log q(z_l|x)`, :math:`z_l \sim q(z|x)`, for the importance-weighted bound.
 
         x: (n, D); ``mu``, ``logvar`` (n, d): the encoder's outputs, if already computed;
         ``check_values`` as in :meth:`loss`. Returns an (L, n) array, L = ``n_samples``;
