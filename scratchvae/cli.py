@@ -605,7 +605,7 @@ def _cmd_gradcheck(args) -> int:
 
 
 def _cmd_exercises(args) -> int:
-    from .exercises import write_student_versions
+    from .student import write_student_versions
 
     out = _writable_dir(Path(args.out), "--out")
     try:

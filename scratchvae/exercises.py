@@ -1,23 +1,15 @@
-r"""Exercises: student versions of the course notebooks, and checkers for what students write.
+r"""Checkers for what students write in the course notebooks' exercises.
 
-An exercise cell in a notebook holds a working solution between two marker lines::
-
-    def linear_forward(x, W, b):
-        ### BEGIN SOLUTION
-        y = x @ W + b
-        ### END SOLUTION
-        return y, (x, W)
-
-:func:`write_student_versions` (``scratchvae exercises --out DIR`` on the command line)
-copies the notebooks with every such block replaced by ``raise NotImplementedError`` and
-the outputs cleared.
-
-A checker takes the student's function, runs it on small random float64 inputs and
-compares the result with the library's reference implementation and, for gradients,
-with centred finite differences (:mod:`scratchvae.gradcheck`). It prints one line,
-``PASS`` with the relative error or ``FAIL`` with the relative error and a hint, and
-returns ``True`` on a pass. A function that still raises ``NotImplementedError`` is
-reported as not implemented yet; any other error is reported, never raised.
+(The student versions of the notebooks themselves are made by :mod:`scratchvae.student`.)
+Each checker is named after the library function it checks: ``check_linear_forward``
+checks a ``linear_forward``, ``check_kl_std_normal`` a ``kl_std_normal_forward`` and
+``_backward`` pair, and so on. A checker takes the student's function, runs it on small
+random float64 inputs and compares the result with the library's reference
+implementation and, for gradients, with centred finite differences
+(:mod:`scratchvae.gradcheck`). It prints one line, ``PASS`` with the relative error or
+``FAIL`` with the relative error and a hint, and returns ``True`` on a pass. A function
+that still raises ``NotImplementedError`` is reported as not implemented yet; any other
+error is reported, never raised.
 
 Tolerances (relative errors :math:`\|a - b\| / (\|a\| + \|b\|)` in float64):
 :data:`PIECE_TOL` for one layer or loss, :data:`MODEL_TOL` for a whole model.
@@ -25,26 +17,20 @@ Tolerances (relative errors :math:`\|a - b\| / (\|a\| + \|b\|)` in float64):
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
 from . import gradcheck
 from .activations import ACTIVATIONS, sigmoid
 from .backend import array_namespace, asarray, get_namespace, to_numpy
-from .files import atomic_write
 from .kl import kl_std_normal_backward, kl_std_normal_forward
 from .layers import linear_backward, linear_forward
 from .likelihoods import bernoulli_logpmf_backward, bernoulli_logpmf_forward
 from .reparam import reparameterize_backward, reparameterize_forward
 from .vae import VAE
 
-BEGIN = "### BEGIN SOLUTION"
-END = "### END SOLUTION"
-STUB = "raise NotImplementedError"
 PIECE_TOL = 1e-7
 MODEL_TOL = 1e-6
 
@@ -53,111 +39,6 @@ MODEL_TOL = 1e-6
 VAE_CHECK_CONFIG = dict(input_dim=6, hidden_dims=(5,), latent_dim=3, likelihood="bernoulli",
                         activation="tanh", dtype="float64", seed=0)
 _VAE_CHECK_BATCH = 4
-
-
-# ---- student versions of the notebooks ----------------------------------------------
-
-def strip_solutions(source: str) -> str:
-    """Replace every block from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` (marker
-    lines included) by one ``raise NotImplementedError`` at the indentation of the
-    ``BEGIN`` line. Text without markers comes back unchanged.
-
-    Raises ``ValueError`` for an unmatched or nested marker.
-    """
-    out, opened = [], None
-    for number, line in enumerate(source.split("\n"), 1):
-        marker = line.strip()
-        if marker == BEGIN:
-            if opened is not None:
-                raise ValueError(f"line {number}: {BEGIN!r} inside the solution block "
-                                 f"opened on line {opened}")
-            opened = number
-            indent = line[: len(line) - len(line.lstrip())]
-            out.append(indent + STUB + ("\r" if line.endswith("\r") else ""))
-        elif marker == END:
-            if opened is None:
-                raise ValueError(f"line {number}: {END!r} without a {BEGIN!r} before it")
-            opened = None
-        elif opened is None:
-            out.append(line)
-    if opened is not None:
-        raise ValueError(f"the solution block opened on line {opened} has no {END!r}")
-    return "\n".join(out)
-
-
-def _source_text(cell: dict) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else source
-
-
-def has_solutions(notebook: dict) -> bool:
-    """Whether a notebook (the JSON as a dict) has a solution block in a code cell."""
-    return any(cell.get("cell_type") == "code" and BEGIN in _source_text(cell)
-               for cell in notebook.get("cells", []))
-
-
-def student_notebook(notebook: dict, name: str = "notebook") -> dict:
-    """The student version of a notebook (the JSON as a dict, modified in place and
-    returned): solutions stripped from code cells, outputs and execution counts cleared."""
-    for index, cell in enumerate(notebook.get("cells", [])):
-        if cell.get("cell_type") != "code":
-            continue
-        try:
-            cell["source"] = strip_solutions(_source_text(cell)).splitlines(keepends=True)
-        except ValueError as err:
-            raise ValueError(f"{name}, code cell {index}: {err}") from None
-        cell["outputs"] = []
-        cell["execution_count"] = None
-        cell.get("metadata", {}).pop("execution", None)
-    return notebook
-
-
-def write_student_versions(out_dir, sources=("notebooks", "derivations"),
-                           root=None) -> list[Path]:
-    """Write the student version of every notebook with exercises under ``sources``.
-
-    A notebook without exercise cells has nothing to fill in and is not copied (read it
-    where it is).
-
-    Parameters
-    ----------
-    out_dir : path
-        ``out_dir/<folder>/<name>.ipynb`` receives the student version of
-        ``root/<folder>/<name>.ipynb`` (subfolders are kept).
-    sources : str or sequence of str
-        Folders, relative to ``root``, to copy; missing ones are skipped, but at least
-        one must exist.
-    root : path, optional
-        Where the folders are (default: the current directory).
-
-    Returns the paths written, in order. Each file is written atomically.
-    """
-    root = Path.cwd() if root is None else Path(root)
-    out_dir = Path(out_dir)
-    sources = (sources,) if isinstance(sources, str) else tuple(sources)
-    folders = [s for s in sources if (root / s).is_dir()]
-    if not folders:
-        names = ", ".join(str(root / s) for s in sources)
-        raise FileNotFoundError(f"no notebook folder found: {names} does not exist; run "
-                                "from the repository root or name it (--root on the command "
-                                "line, root= in Python)")
-    out_resolved = out_dir.resolve()
-    notebooks = [(folder, path) for folder in folders
-                 for path in sorted((root / folder).rglob("*.ipynb"))
-                 if ".ipynb_checkpoints" not in path.parts
-                 and out_resolved not in path.resolve().parents]
-    written = []
-    for folder, path in notebooks:
-        notebook = json.loads(path.read_text(encoding="utf-8"))
-        if not has_solutions(notebook):
-            continue
-        target = out_dir / folder / path.relative_to(root / folder)
-        text = json.dumps(student_notebook(notebook, str(path)), indent=1, sort_keys=True,
-                          ensure_ascii=False)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, lambda f, text=text: f.write((text + "\n").encode("utf-8")))
-        written.append(target)
-    return written
 
 
 # ---- how a check runs and reports ---------------------------------------------------
@@ -438,7 +319,7 @@ _STABLE_BERNOULLI = ("log p = -sum over pixels of [max(l, 0) - l * x + log1p(exp
                      "the stable form")
 
 
-def check_bernoulli_logits_forward(fn, *, backend: str = "numpy", seed: int = 0) -> bool:
+def check_bernoulli_logpmf_forward(fn, *, backend: str = "numpy", seed: int = 0) -> bool:
     """Check ``fn(x, logits) -> (logp, cache)`` against
     :func:`scratchvae.likelihoods.bernoulli_logpmf_forward`.
 
@@ -470,7 +351,7 @@ def check_bernoulli_logits_forward(fn, *, backend: str = "numpy", seed: int = 0)
     return _report("bernoulli_logits_forward", check)
 
 
-def check_bernoulli_logits_backward(fn, *, backend: str = "numpy", seed: int = 0) -> bool:
+def check_bernoulli_logpmf_backward(fn, *, backend: str = "numpy", seed: int = 0) -> bool:
     """Check ``fn(dlogp, cache) -> dlogits`` against
     :func:`scratchvae.likelihoods.bernoulli_logpmf_backward` and finite differences.
 
@@ -512,7 +393,7 @@ def check_bernoulli_logits_backward(fn, *, backend: str = "numpy", seed: int = 0
 
 # ---- the KL divergence to the prior -------------------------------------------------
 
-def check_kl(forward_fn, backward_fn, *, backend: str = "numpy", seed: int = 0) -> bool:
+def check_kl_std_normal(forward_fn, backward_fn, *, backend: str = "numpy", seed: int = 0) -> bool:
     """Check a KL(N(mu, exp(logvar)) || N(0, I)) pair against
     :mod:`scratchvae.kl` and finite differences.
 
@@ -739,3 +620,9 @@ def _vae_hint(n: int, got: dict, want: dict, errors: dict, worst: str) -> str:
                 "of dz plus the KL's kl_std_normal_backward, before the encoder heads")
     return (f"the gradient of {worst} is wrong; the decoder's backward starts from "
             "bernoulli_logpmf_backward(dlog_px, cache) with dlog_px = -1/n per example")
+
+
+# The checkers' former names, which the notebooks' first edition and the README used.
+check_bernoulli_logits_forward = check_bernoulli_logpmf_forward
+check_bernoulli_logits_backward = check_bernoulli_logpmf_backward
+check_kl = check_kl_std_normal

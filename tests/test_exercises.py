@@ -14,6 +14,7 @@ import pytest
 
 import scratchvae as sv
 from scratchvae import exercises as ex
+from scratchvae import student
 from scratchvae.activations import ACTIVATIONS, tanh_backward
 from scratchvae.backend import array_namespace
 from scratchvae.kl import kl_std_normal_backward, kl_std_normal_forward
@@ -46,32 +47,33 @@ print("done")"""
 STUDENT = """\
 def f(x):
     y = 2 * x
-    raise NotImplementedError
+    raise NotImplementedError("exercise: f")
     return w
 
 
 class A:
     def g(self):
-        raise NotImplementedError
-raise NotImplementedError
+        raise NotImplementedError("exercise: g")
+raise NotImplementedError("exercise: complete this cell")
 print("done")"""
 
 
 def test_strip_solutions_replaces_each_block_at_its_indentation():
-    assert ex.strip_solutions(SOLUTION) == STUDENT
+    assert student.strip_solutions(SOLUTION) == STUDENT
 
 
 def test_strip_solutions_keeps_text_without_markers():
     text = "import numpy as np\n\n# a comment with ### in it\nx = np.ones(3)\n"
-    assert ex.strip_solutions(text) == text
-    assert ex.strip_solutions("") == ""
+    assert student.strip_solutions(text) == text
+    assert student.strip_solutions("") == ""
 
 
 def test_strip_solutions_keeps_a_final_newline_and_windows_line_ends():
-    assert ex.strip_solutions("a = 1\n### BEGIN SOLUTION\nb = 2\n### END SOLUTION\n") == (
-        "a = 1\nraise NotImplementedError\n")
-    assert ex.strip_solutions("  ### BEGIN SOLUTION\r\n  b\r\n  ### END SOLUTION\r\nc\r\n") == (
-        "  raise NotImplementedError\r\nc\r\n")
+    assert student.strip_solutions("a = 1\n### BEGIN SOLUTION\nb = 2\n### END SOLUTION\n") == (
+        "a = 1\nraise NotImplementedError(\"exercise: complete this cell\")\n")
+    windows = "  ### BEGIN SOLUTION\r\n  b\r\n  ### END SOLUTION\r\nc\r\n"
+    assert student.strip_solutions(windows) == (
+        "  raise NotImplementedError(\"exercise: complete this cell\")\r\nc\r\n")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -81,7 +83,7 @@ def test_strip_solutions_keeps_a_final_newline_and_windows_line_ends():
 ])
 def test_strip_solutions_rejects_unmatched_markers(text, message):
     with pytest.raises(ValueError, match=message):
-        ex.strip_solutions(text)
+        student.strip_solutions(text)
 
 
 # ---- write_student_versions ---------------------------------------------------------
@@ -116,17 +118,18 @@ def test_write_student_versions(tmp_path):
            _notebook(_code("x = 1", outputs=[output], count=1)))
     out = tmp_path / "student"
 
-    written = ex.write_student_versions(out, root=root)
+    written = student.write_student_versions(out, root=root)
 
     assert written == [out / "notebooks" / "01_a.ipynb"]  # 02_b has nothing to fill in
     assert not (out / "derivations").exists()
     a = json.loads(written[0].read_text(encoding="utf-8"))
     md, code = a["cells"]
     assert md["source"] == "Write between `### BEGIN SOLUTION` and `### END SOLUTION`."
-    assert "".join(code["source"]) == "def f(x):\n    raise NotImplementedError\nprint(f(2))"
+    assert "".join(code["source"]) == ('def f(x):\n    raise NotImplementedError("exercise: f")\n'
+                                       "print(f(2))")
     assert code["outputs"] == [] and code["execution_count"] is None
-    assert ex.has_solutions(json.loads((root / "notebooks" / "01_a.ipynb").read_text()))
-    assert not ex.has_solutions(json.loads((root / "derivations" / "sub" / "02_b.ipynb")
+    assert student.has_solutions(json.loads((root / "notebooks" / "01_a.ipynb").read_text()))
+    assert not student.has_solutions(json.loads((root / "derivations" / "sub" / "02_b.ipynb")
                                            .read_text()))
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
 
@@ -135,23 +138,23 @@ def test_write_student_versions_overwrites_and_takes_one_folder(tmp_path, monkey
     block = "### BEGIN SOLUTION\nb = 0\n### END SOLUTION\n"
     _write(tmp_path / "notebooks" / "n.ipynb", _notebook(_code(block + "a = 1")))
     monkeypatch.chdir(tmp_path)
-    first = ex.write_student_versions("out", sources="notebooks")
+    first = student.write_student_versions("out", sources="notebooks")
     _write(tmp_path / "notebooks" / "n.ipynb", _notebook(_code(block + "a = 2")))
-    second = ex.write_student_versions("out", sources=("notebooks", "derivations"))
+    second = student.write_student_versions("out", sources=("notebooks", "derivations"))
     assert first == second == [Path("out") / "notebooks" / "n.ipynb"]
     assert "a = 2" in (tmp_path / "out" / "notebooks" / "n.ipynb").read_text()
 
 
 def test_write_student_versions_names_the_missing_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"notebooks.*derivations"):
-        ex.write_student_versions(tmp_path / "out", root=tmp_path)
+        student.write_student_versions(tmp_path / "out", root=tmp_path)
 
 
 def test_write_student_versions_names_the_cell_with_a_broken_block(tmp_path):
     _write(tmp_path / "notebooks" / "bad.ipynb",
            _notebook(_markdown("x"), _code("### BEGIN SOLUTION\nx = 1")))
     with pytest.raises(ValueError, match=r"bad\.ipynb, code cell 1"):
-        ex.write_student_versions(tmp_path / "out", root=tmp_path)
+        student.write_student_versions(tmp_path / "out", root=tmp_path)
 
 
 # ---- checkers: the library's own functions pass -------------------------------------
@@ -436,3 +439,16 @@ def test_vae_checker_reports_missing_gradients_and_a_wrong_loss(capsys):
 def test_unknown_activation_is_a_value_error():
     with pytest.raises(ValueError, match="kind must be one of"):
         ex.check_activation_backward(tanh_backward, "swish")
+
+
+def test_checkers_are_named_after_the_library_functions_and_keep_their_old_names():
+    assert ex.check_bernoulli_logits_forward is ex.check_bernoulli_logpmf_forward
+    assert ex.check_bernoulli_logits_backward is ex.check_bernoulli_logpmf_backward
+    assert ex.check_kl is ex.check_kl_std_normal
+    library = {name for mod in (sv.layers, sv.likelihoods, sv.kl, sv.reparam)
+               for name in dir(mod) if not name.startswith("_")}
+    for name in ("check_linear_forward", "check_linear_backward",
+                 "check_bernoulli_logpmf_forward", "check_bernoulli_logpmf_backward",
+                 "check_reparameterize_forward", "check_reparameterize_backward"):
+        assert name.removeprefix("check_") in library
+    assert "kl_std_normal_forward" in library and "kl_std_normal_backward" in library

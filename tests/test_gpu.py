@@ -194,9 +194,10 @@ def test_exercise_checkers_on_the_gpu(capsys):
     assert ex.check_linear_forward(layers.linear_forward, backend="cupy")
     assert ex.check_linear_backward(layers.linear_backward, backend="cupy")
     assert ex.check_activation_backward(activations.tanh_backward, "tanh", backend="cupy")
-    assert ex.check_kl(kl.kl_std_normal_forward, kl.kl_std_normal_backward, backend="cupy")
+    assert ex.check_kl_std_normal(kl.kl_std_normal_forward, kl.kl_std_normal_backward,
+                                  backend="cupy")
     assert ex.check_reparameterize_backward(reparam.reparameterize_backward, backend="cupy")
-    assert ex.check_bernoulli_logits_backward(
+    assert ex.check_bernoulli_logpmf_backward(
         likelihoods.bernoulli_logpmf_backward, backend="cupy")
     assert "FAIL" not in capsys.readouterr().out
 

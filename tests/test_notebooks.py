@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from scratchvae.exercises import has_solutions, write_student_versions
+from scratchvae.student import has_solutions, write_student_versions
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
