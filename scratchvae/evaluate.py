@@ -53,7 +53,7 @@ def _check_data(model, x):
         except TypeError:
             raise TypeError(f"x must be a host NumPy array of shape (N, {model.input_dim}) or "
                             f"an array on the model's device, got {type(x).__name__}") from None
-        return model._check_array(x, "x", (None, model.input_dim), check_finite=False)
+        return model.check_input(x, check_values=False)
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"x must be a floating array, got dtype {x.dtype}; "
                         f"scale integer images to [0, 1] first")

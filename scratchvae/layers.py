@@ -2,18 +2,47 @@
 
 The functional pairs (``linear_forward`` / ``linear_backward``) hold the math; the
 small classes only bind them to named parameter views and keep the cache between
-forward and backward. Derivations: ``derivations/08_backprop.ipynb``.
+forward and backward. Every building block of a model (these layers, the encoder, the
+decoder) follows the :class:`Layer` protocol. Derivations:
+``derivations/08_backprop.ipynb``.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from typing import Protocol
 
 from .activations import ACTIVATIONS
 from .backend import array_namespace
 
 INITS = ("pytorch", "glorot", "normal")
+
+
+class Layer(Protocol):
+    """What a model asks of each of its building blocks.
+
+    A model collects the parameter shapes of its blocks, allocates one flat buffer for
+    the parameters and one for the gradients (:class:`scratchvae.parameters.Parameters`),
+    binds every block to its named views, initializes them, and then calls ``forward``
+    and ``backward`` (which writes the block's parameter gradients and returns the
+    gradient with respect to its input).
+    """
+
+    def param_shapes(self) -> dict:
+        """``name -> shape`` of the block's parameters (empty if it has none)."""
+
+    def bind(self, params, grads) -> None:
+        """Keep the views ``params[name]`` and ``grads[name]`` of the block's names."""
+
+    def initialize(self, rng) -> None:
+        """Write initial values into the bound parameters, drawing from ``rng``."""
+
+    def forward(self, x):
+        """The block's output; keeps what ``backward`` needs."""
+
+    def backward(self, dy):
+        """``dx`` from ``dy``; writes the parameter gradients into the bound views."""
 
 
 def linear_forward(x, W, b):

@@ -15,7 +15,6 @@ from .backend import (
     get_namespace,
     normalize_device,
     on_device,
-    to_numpy,
 )
 from .checks import check_int
 from .parameters import Parameters
@@ -119,11 +118,6 @@ class Model:
         silently.
         """
         return asarray(x, self.xp, dtype=self.dtype, device=self.device)
-
-    @staticmethod
-    def to_numpy(x):
-        """Any backend's array as a host NumPy array."""
-        return to_numpy(x)
 
     # ---- input checks -----------------------------------------------------------
     def _check_array(self, a, name: str, shape: tuple, check_finite: bool = True):

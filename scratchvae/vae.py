@@ -120,7 +120,8 @@ class VAE(Model):
         self._build([self.encoder, self.decoder])
 
     def config(self) -> dict:
-        """The constructor arguments that define the architecture (for checkpoints)."""
+        """The constructor arguments that define this model: ``sv.VAE(**model.config())``
+        builds the same architecture, with the same initial parameters."""
         return dict(input_dim=self.input_dim, hidden_dims=list(self.hidden_dims),
                     latent_dim=self.latent_dim, likelihood=self.likelihood,
                     activation=self.activation, estimator=self.estimator,

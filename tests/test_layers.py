@@ -232,3 +232,17 @@ def test_unknown_names_raise():
         Linear("fc", 2, 3, init="he")
     with pytest.raises(ValueError, match="activation must be one of"):
         Activation("gelu")
+
+
+def test_every_building_block_follows_the_layer_protocol():
+    """Linear, Activation, Sequential, the encoder and the decoder all offer the five
+    methods a model calls."""
+    import scratchvae as sv
+    from scratchvae.layers import Layer
+
+    model = sv.VAE(8, (4,), 2, likelihood="gaussian", sigma_dec="learned")
+    blocks = [model.encoder, model.decoder, *model.encoder.body.layers, model.decoder.head]
+    for block in blocks:
+        for method in ("param_shapes", "bind", "initialize", "forward", "backward"):
+            assert callable(getattr(block, method, None)), (type(block).__name__, method)
+    assert set(vars(Layer)) >= {"param_shapes", "bind", "initialize", "forward", "backward"}
