@@ -9,10 +9,8 @@ reparameterization and the KL (``derivations/08_backprop.ipynb``).
 
 from __future__ import annotations
 
-from .activations import ACTIVATIONS
-from .checks import check_choice, check_int
-from .decoder import Decoder, check_likelihood, check_sigma_dec
-from .layers import INITS, mlp
+from .decoder import Decoder, check_sigma_dec
+from .layers import mlp
 from .model import Model, on_model_device
 from .results import LossResult
 
@@ -25,23 +23,12 @@ class AE(Model):
                  sigma_dec=1.0, init: str = "pytorch", backend: str = "numpy",
                  dtype: str = "float32", seed: int = 0, device=None):
         super().__init__(input_dim, backend, dtype, seed, device)
-        self.hidden_dims = tuple(check_int(h, "hidden_dims entries") for h in hidden_dims)
-        self.latent_dim = check_int(latent_dim, "latent_dim")
-        self.likelihood = check_likelihood(likelihood)
-        self.activation = check_choice(activation, "activation", ACTIVATIONS)
-        self.init = check_choice(init, "init", INITS)
+        self._architecture(hidden_dims, latent_dim, likelihood, activation, init)
         self.encoder = mlp("enc", (input_dim, *self.hidden_dims, latent_dim), activation,
                            init, final_activation=False, input_grad=False)
         self.decoder = Decoder(latent_dim, self.hidden_dims[::-1], input_dim, self.likelihood,
                                activation, init, check_sigma_dec(sigma_dec))
         self._build([self.encoder, self.decoder])
-
-    @on_model_device
-    def encode(self, x):
-        """x: (n, D) -> codes z: (n, latent_dim)."""
-        x = self.check_input(x)
-        self.clear_cache()
-        return self.encoder.forward(x)
 
     @on_model_device
     def reconstruct(self, x):

@@ -8,7 +8,7 @@ Derivation of the backward pass: ``derivations/08_backprop.ipynb`` (the encoder 
 
 from __future__ import annotations
 
-from .layers import Linear, mlp
+from .layers import Linear, Sequential, mlp
 
 
 class GaussianEncoder:
@@ -24,18 +24,17 @@ class GaussianEncoder:
         heads_need_dx = bool(hidden_dims)  # with no body, the heads read x itself
         self.mu_head = Linear("enc.mu", d_h, latent_dim, init, need_dx=heads_need_dx)
         self.logvar_head = Linear("enc.logvar", d_h, latent_dim, init, need_dx=heads_need_dx)
-        self.parts = (self.body, self.mu_head, self.logvar_head)
+        self.parts = Sequential([self.body, self.mu_head, self.logvar_head])  # for the
+        # parameters only: the heads run side by side, not in sequence
 
     def param_shapes(self) -> dict:
-        return {k: v for p in self.parts for k, v in p.param_shapes().items()}
+        return self.parts.param_shapes()
 
     def bind(self, params, grads) -> None:
-        for p in self.parts:
-            p.bind(params, grads)
+        self.parts.bind(params, grads)
 
     def initialize(self, rng) -> None:
-        for p in self.parts:
-            p.initialize(rng)
+        self.parts.initialize(rng)
 
     def forward(self, x):
         """x: (n, D) -> (mu, logvar), each (n, latent_dim)."""

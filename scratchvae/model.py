@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 
+from .activations import ACTIVATIONS
 from .backend import (
     array_namespace,
     asarray,
@@ -16,7 +17,9 @@ from .backend import (
     normalize_device,
     on_device,
 )
-from .checks import check_int
+from .checks import check_choice, check_int
+from .decoder import check_likelihood
+from .layers import INITS
 from .parameters import Parameters
 from .rng import Generator
 
@@ -55,6 +58,14 @@ class Model:
         self.seed = check_int(seed, "seed", minimum=0)
         self.rng = Generator(self.seed)
         self._cache = None
+
+    def _architecture(self, hidden_dims, latent_dim, likelihood, activation, init) -> None:
+        """Check and keep the arguments every autoencoder shares."""
+        self.hidden_dims = tuple(check_int(h, "hidden_dims entries") for h in hidden_dims)
+        self.latent_dim = check_int(latent_dim, "latent_dim")
+        self.likelihood = check_likelihood(likelihood)
+        self.activation = check_choice(activation, "activation", ACTIVATIONS)
+        self.init = check_choice(init, "init", INITS)
 
     # ---- parameters -------------------------------------------------------------
     def _build(self, modules: list, extra_shapes: dict | None = None) -> None:
@@ -176,6 +187,14 @@ class Model:
                 raise ValueError("x must lie in [0, 1] for likelihood='bernoulli' "
                                  "(scale grey values by 1/255)")
         return x
+
+    @on_model_device
+    def encode(self, x):
+        """x: (n, D) -> the encoder's output: ``(mu, logvar)``, each (n, latent_dim), for
+        a VAE; the codes z, (n, latent_dim), for an autoencoder."""
+        x = self.check_input(x)
+        self.clear_cache()
+        return self.encoder.forward(x)
 
     @on_model_device
     def decode(self, z):

@@ -24,12 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .activations import ACTIVATIONS
 from .checks import check_choice, check_int
-from .decoder import Decoder, check_likelihood, check_sigma_dec
+from .decoder import Decoder, check_sigma_dec
 from .encoder import GaussianEncoder
 from .kl import kl_std_normal_backward, kl_std_normal_forward
-from .layers import INITS
 from .likelihoods import (
     gaussian_logpdf_backward,
     gaussian_logpdf_forward,
@@ -96,10 +94,7 @@ class VAE(Model):
                  init: str = "pytorch", backend: str = "numpy",
                  dtype: str = "float32", seed: int = 0, device=None):
         super().__init__(input_dim, backend, dtype, seed, device)
-        self.hidden_dims = tuple(check_int(h, "hidden_dims entries") for h in hidden_dims)
-        self.latent_dim = check_int(latent_dim, "latent_dim")
-        self.likelihood = check_likelihood(likelihood)
-        self.activation = check_choice(activation, "activation", ACTIVATIONS)
+        self._architecture(hidden_dims, latent_dim, likelihood, activation, init)
         self.estimator = check_choice(estimator, "estimator", ESTIMATORS)
         self.n_samples = check_int(n_samples, "n_samples")
         self.beta = float(beta)
@@ -111,7 +106,6 @@ class VAE(Model):
         if self.free_bits and self.estimator != "B":
             raise ValueError("free_bits needs estimator='B' (the analytic KL per dimension)")
         self.sigma_dec = check_sigma_dec(sigma_dec)
-        self.init = check_choice(init, "init", INITS)
         self.encoder = GaussianEncoder(input_dim, self.hidden_dims, latent_dim,
                                        activation, init)
         self.mean_activation = mean_activation
@@ -143,13 +137,6 @@ class VAE(Model):
         return self._check_array(eps, "eps", (None, n, d))
 
     # ---- public pieces ----------------------------------------------------------
-    @on_model_device
-    def encode(self, x):
-        """x: (n, D) -> (mu, logvar), each (n, latent_dim)."""
-        x = self.check_input(x)
-        self.clear_cache()
-        return self.encoder.forward(x)
-
     @on_model_device
     def reconstruct(self, x):
         """E[x | z = mu(x)]: the decoder mean at the posterior mean, (n, D)."""
