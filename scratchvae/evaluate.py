@@ -27,9 +27,10 @@ import math
 
 import numpy as np
 
-from .backend import array_namespace, host_reads_are_free, on_device, to_numpy
+from .backend import array_namespace, on_device, to_numpy
 from .checks import check_int
 from .model import Model
+from .parallel import Split
 from .threads import Threads
 from .vae import VAE
 
@@ -122,19 +123,29 @@ def _logsumexp(a):
     return m[0, ...] + xp.log(xp.sum(xp.exp(a - m), axis=0))
 
 
-def _iw_log_likelihood(model, x, k: int, k_batch: int, tick=None):
+def _iw_log_likelihood(model, x, k: int, k_batch: int, tick=None, split=None):
     r"""Importance-weighted log p(x) of one minibatch x (n, D): an (n,) array.
 
     The K weights are drawn in chunks of ``k_batch``; a running log-sum-exp,
     :math:`s \leftarrow \log(e^{s} + \sum_{l \in \text{chunk}} w_l)`, combines them,
     so memory grows with ``k_batch``, not with K. ``tick()`` is called after each chunk.
+    With a :class:`~scratchvae.parallel.Split`, each chunk's samples are shared among its
+    threads; the noise is drawn first, in one piece, so the numbers do not depend on it.
     """
     xp = model.xp
     mu, logvar = model.encoder.forward(x)
-    log_sum = xp.full((x.shape[0],), -math.inf, dtype=model.dtype, device=model.device)
+    n, d = mu.shape
+    log_sum = xp.full((n,), -math.inf, dtype=model.dtype, device=model.device)
+
+    def log_weights(eps):
+        return model.log_weights(x, mu=mu, logvar=logvar, eps=eps, check_values=False)
+
     for start in range(0, k, k_batch):
-        log_w = model.log_weights(x, min(k_batch, k - start), mu, logvar,
-                                  check_values=False)                     # (l, n)
+        eps = model.rng.normal((min(k_batch, k - start), n, d), model.dtype)  # (l, n, d)
+        if split is None:
+            log_w = log_weights(eps)                                          # (l, n)
+        else:
+            log_w = xp.concat(split.map(lambda a, b, e=eps: log_weights(e[a:b]), eps.shape[0]))
         log_sum = xp.logaddexp(log_sum, _logsumexp(log_w))
         if tick is not None:
             tick()
@@ -172,10 +183,11 @@ def log_likelihood(model, x, k: int = 5000, batch_size: int = 100,
         progress bars and time estimates (the evaluation of a full test set with
         K = 5000 takes tens of minutes on a CPU).
     threads : "auto", int or None
-        CPU threads for the matrix products (:mod:`scratchvae.threads`); ``"auto"`` times
-        chunks with each count first (for evaluations of 100 chunks or more), with a
-        generator of its own, so the result does not depend on the timing. ``None``
-        leaves the process's setting alone.
+        CPU cores to use (:mod:`scratchvae.threads`, :mod:`scratchvae.parallel`): every
+        chunk's samples are shared among that many threads, each with one BLAS thread.
+        ``"auto"`` times chunks with one core and with all of them first (for
+        evaluations of 100 chunks or more, all cores otherwise); the trial leaves the
+        generator's stream as it was. ``None`` leaves the process's setting alone.
 
     Returns
     -------
@@ -199,13 +211,15 @@ def log_likelihood(model, x, k: int = 5000, batch_size: int = 100,
 
     parts = []
     try:
-        with on_device(model.xp, model.device), \
-                _eval_threads(threads, model, x, k_batch, total):
+        cores = _eval_cores(threads, model, x, k_batch, total)
+        with on_device(model.xp, model.device), cores or contextlib.nullcontext(), \
+                Split(cores.choice if cores else 1) as split:
             if progress is not None:
                 progress(0, total)  # the work starts now (after choosing the threads)
             for xb in _batches(model, x, batch_size):
                 xb = model.check_input(xb)
-                parts.append(_iw_log_likelihood(model, xb, k, k_batch, tick))
+                parts.append(_iw_log_likelihood(model, xb, k, k_batch, tick,
+                                                split if split.n_threads > 1 else None))
             ll = to_numpy(model.xp.concat(parts)).astype(np.float64)
     finally:
         model.clear_cache()
@@ -214,24 +228,32 @@ def log_likelihood(model, x, k: int = 5000, batch_size: int = 100,
     return float(np.mean(ll)), stderr
 
 
-def _eval_threads(threads, model, x, k_batch: int, total: int):
-    """The ``with`` context that sets the evaluation's CPU threads (see log_likelihood).
+def _eval_cores(threads, model, x, k_batch: int, total: int):
+    """The CPU cores the evaluation uses, a :class:`~scratchvae.threads.Threads` with
+    ``split=True`` (``None``: leave the process's setting, one Python thread).
 
-    ``"auto"`` times chunks only for a long evaluation (at least 100 chunks, where the
-    trial's dozen chunks cost little); a short one keeps the process's setting."""
-    if threads is None or not host_reads_are_free(model.xp):
-        return contextlib.nullcontext()
-    chooser = Threads(threads)
-    if chooser.choice is None and total < 100:
-        return contextlib.nullcontext()
-    if chooser.choice is None:
+    Each core takes a share of every chunk's samples. ``"auto"`` times chunks with one
+    core and with all of them first, for evaluations of 100 chunks or more, with the
+    generator's state saved and restored around the trial so that the result does not
+    depend on it; a shorter one uses all cores without a trial."""
+    if threads is None or model.backend != "numpy":  # CuPy, the stand-in: nothing split
+        return None
+    cores = Threads(threads, split=True)
+    if cores.choice is None and total < 100:
+        cores.choice = cores.max_threads
+    if cores.choice is None:
         state = model.rng.get_state()  # the trial's draws must not move the real stream
+        xb = next(_batches(model, x, 100))
+
+        def one_chunk(n):
+            with Split(n) as split:
+                _iw_log_likelihood(model, xb, k_batch, k_batch, split=split)
+
         try:
-            xb = next(_batches(model, x, 100))
-            chooser.choose(lambda: _iw_log_likelihood(model, xb, k_batch, k_batch))
+            cores.choose(one_chunk)
         finally:
             model.rng.set_state(state)
-    return chooser
+    return cores
 
 
 def latent_means(model, x, batch_size: int = 1000) -> np.ndarray:

@@ -71,6 +71,11 @@ class Threads:
     threads : "auto" or int
     max_threads : int, optional
         The most threads ``"auto"`` tries (default: the cores available to the process).
+    split : bool
+        Whether the count is the number of Python threads the work is split across
+        (:class:`scratchvae.parallel.Split`), each then running BLAS on one thread, rather
+        than the number of BLAS threads of one caller. With ``split``, :meth:`choose`
+        calls ``work(n)``.
 
     Attributes
     ----------
@@ -80,8 +85,9 @@ class Threads:
         ``count -> [seconds per call, one per round]``, from :meth:`choose`.
     """
 
-    def __init__(self, threads=AUTO, max_threads: int | None = None):
+    def __init__(self, threads=AUTO, max_threads: int | None = None, split: bool = False):
         self.threads = check_threads(threads)
+        self.split = split
         self.max_threads = max_threads or available_cores()
         self.candidates = (1, self.max_threads) if self.max_threads > 1 else (1,)
         if threads == AUTO:
@@ -108,9 +114,10 @@ class Threads:
         try:
             for r in range(rounds):
                 for n in self.candidates[::-1] if r % 2 else self.candidates:
-                    controller.limit(limits=n)
-                    _run_for(work, settle, min_calls=1)
-                    calls, seconds = _run_for(work, measure, min_calls=1)
+                    controller.limit(limits=1 if self.split else n)
+                    step = (lambda n=n: work(n)) if self.split else work
+                    _run_for(step, settle, min_calls=1)
+                    calls, seconds = _run_for(step, measure, min_calls=1)
                     self.timings.setdefault(n, []).append(seconds / calls)
         finally:
             limiter.restore_original_limits()
@@ -119,7 +126,7 @@ class Threads:
 
     def __enter__(self):
         count = self.max_threads if self.choice is None else self.choice
-        self._limiter = ThreadpoolController().limit(limits=count)
+        self._limiter = ThreadpoolController().limit(limits=1 if self.split else count)
         return self
 
     def __exit__(self, *exc):

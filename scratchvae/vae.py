@@ -155,18 +155,19 @@ class VAE(Model):
         return z, c_z, log_px, c_px
 
     @on_model_device
-    def log_weights(self, x, n_samples: int, mu=None, logvar=None, check_values: bool = True):
+    def log_weights(self, x, n_samples=None, mu=None, logvar=None, eps=None,
+                    check_values: bool = True):
         r"""Log importance weights :math:`\log w_l = \log p(x|z_l) + \log p(z_l)
         - \log q(z_l|x)`, :math:`z_l \sim q(z|x)`, for the importance-weighted bound.
 
         x: (n, D); ``mu``, ``logvar`` (n, d): the encoder's outputs, if already computed;
-        ``check_values`` as in :meth:`loss`. Returns an (L, n) array, L = ``n_samples``;
-        caches nothing for :meth:`backward`.
+        ``eps`` (L, n, d) and ``n_samples`` and ``check_values`` as in :meth:`loss`.
+        Returns an (L, n) array; caches nothing for :meth:`backward`.
         """
         x = self.check_input(x, check_values)
         if mu is None or logvar is None:
             mu, logvar = self.encoder.forward(x)
-        eps = self.rng.normal((check_int(n_samples, "n_samples"), *mu.shape), self.dtype)
+        eps = self._noise(eps, x.shape[0], n_samples)
         z, _, log_px, _ = self._decode_samples(x, mu, logvar, eps)
         log_pz, _ = std_normal_logpdf_forward(z)                          # (L, n)
         log_qz, _ = gaussian_logpdf_forward(z, mu, logvar)                # (L, n)
