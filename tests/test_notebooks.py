@@ -120,3 +120,17 @@ def test_student_version_runs(path, tmp_path, kernel_env, timings):
     assert not _has_exercises(student)
     text = _execute(student, path.parent, f"{_name(path)} (student version)", timings)
     assert "not implemented" in text, text
+
+
+SLIDE_DECKS = ("000_a112e0488c5566e6.txt", "001_3b1f465fc19e6518.txt",
+               "002_3facc1002d729879.txt", "003_77093d2977405e77.txt",
+               "004_a9997e39466fe772.txt")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_name)
+def test_notebook_opening_names_the_slide_decks_it_follows(path):
+    notebook = nbformat.read(path, as_version=4)
+    opening = next(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    named = [deck for deck in SLIDE_DECKS if deck in opening]
+    assert "Slides followed" in opening and named, \
+        f"{_name(path)}: its first cell names no slide deck of {SLIDE_DECKS}"
