@@ -145,7 +145,8 @@ def _iw_log_likelihood(model, x, k: int, k_batch: int, tick=None, split=None):
         if split is None:
             log_w = log_weights(eps)                                          # (l, n)
         else:
-            log_w = xp.concat(split.map(lambda a, b, e=eps: log_weights(e[a:b]), eps.shape[0]))
+            pieces = split.map(lambda a, b, e=eps: log_weights(e[a:b, ...]), eps.shape[0])
+            log_w = xp.concat(pieces)
         log_sum = xp.logaddexp(log_sum, _logsumexp(log_w))
         if tick is not None:
             tick()

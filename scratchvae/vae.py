@@ -124,7 +124,9 @@ class VAE(Model):
                     init=self.init, dtype=self.dtype_name, seed=self.seed)
 
     # ---- noise ------------------------------------------------------------------
-    def _noise(self, eps, n: int, n_samples):
+    def _noise(self, eps, n: int, n_samples, check_values: bool = True):
+        """The noise (L, n, d): drawn, or the given ``eps`` checked (its values only with
+        ``check_values``: reading them back would synchronize a GPU)."""
         d = self.latent_dim
         if eps is None:
             L = self.n_samples if n_samples is None else check_int(n_samples, "n_samples")
@@ -132,9 +134,9 @@ class VAE(Model):
         if n_samples is not None:
             raise ValueError("pass either eps or n_samples, not both")
         if len(getattr(eps, "shape", ())) == 2:
-            eps = self._check_array(eps, "eps", (n, d))
+            eps = self._check_array(eps, "eps", (n, d), check_values)
             return self.xp.reshape(eps, (1, n, d))
-        return self._check_array(eps, "eps", (None, n, d))
+        return self._check_array(eps, "eps", (None, n, d), check_values)
 
     # ---- public pieces ----------------------------------------------------------
     @on_model_device
@@ -167,7 +169,7 @@ class VAE(Model):
         x = self.check_input(x, check_values)
         if mu is None or logvar is None:
             mu, logvar = self.encoder.forward(x)
-        eps = self._noise(eps, x.shape[0], n_samples)
+        eps = self._noise(eps, x.shape[0], n_samples, check_values)
         z, _, log_px, _ = self._decode_samples(x, mu, logvar, eps)
         log_pz, _ = std_normal_logpdf_forward(z)                          # (L, n)
         log_qz, _ = gaussian_logpdf_forward(z, mu, logvar)                # (L, n)
@@ -192,7 +194,7 @@ class VAE(Model):
         """
         xp = self.xp
         x = self.check_input(x, check_values)
-        eps = self._noise(eps, x.shape[0], n_samples)
+        eps = self._noise(eps, x.shape[0], n_samples, check_values)
         mu, logvar = self.encoder.forward(x)                               # step 1
         z, c_z, log_px, c_px = self._decode_samples(x, mu, logvar, eps)   # steps 2-3
         recon = -xp.mean(log_px)                                           # step 4

@@ -252,3 +252,27 @@ def test_fused_kernels_are_cupy_only():
     with pytest.raises(ValueError, match="name must be one of"):
         backend.fused_kernel(array_api_strict, "rmsprop")
     assert backend.host_reads_are_free(array_api_strict)
+
+
+def test_the_evaluation_reads_nothing_back_per_chunk(monkeypatch):
+    """The log weights of a chunk with given noise and unchecked values convert no device
+    value to a Python number (a GPU would wait at each), and still refuse a bad eps shape."""
+    model = sv.VAE(12, (8,), 3, seed=0, **STRICT)
+    x = model.asarray(np.random.default_rng(0).random((5, 12)))
+    mu, logvar = model.encode(x)
+    eps = model.rng.normal((4, 5, 3), model.dtype)
+    reads = []
+    for name in ("__float__", "__bool__", "__int__"):
+        original = getattr(StrictArray, name)
+
+        def counted(self, _original=original, _name=name):
+            reads.append(_name)
+            return _original(self)
+
+        monkeypatch.setattr(StrictArray, name, counted)
+    log_w = model.log_weights(x, mu=mu, logvar=logvar, eps=eps, check_values=False)
+    assert reads == [] and log_w.shape == (4, 5)
+    model.log_weights(x, mu=mu, logvar=logvar, eps=eps)  # checked: reads the values
+    assert "__bool__" in reads
+    with pytest.raises(ValueError, match=r"eps must have shape \(n, 5, 3\)"):
+        model.log_weights(x, eps=eps[:, :4, :], check_values=False)
