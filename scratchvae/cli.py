@@ -21,7 +21,7 @@ from .datasets import DATASETS
 from .decoder import LIKELIHOODS, MEAN_ACTIVATIONS, RENAMED
 from .layers import INITS
 from .optim import OPTIMIZERS
-from .train import BINARIZE, TrainConfig
+from .train import BINARIZE, TrainConfig, format_duration
 from .vae import ESTIMATORS
 
 USER_BACKENDS = tuple(b for b in BACKENDS if b != "array_api_strict")  # the stand-in: tests
@@ -476,14 +476,6 @@ def _write_plots(run_dir, data_dir=None, backend=None, device=None) -> list:
     return written
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 class _Progress:
     """Progress of a long computation in units: an estimate of the total time after the
     first unit, then a bar on a terminal, or a line at every tenth otherwise (a log
@@ -502,7 +494,7 @@ class _Progress:
             return
         elapsed = time.perf_counter() - self.start
         if done == 1:
-            print(f"{self.what}: about {_duration(elapsed * total)} "
+            print(f"{self.what}: about {format_duration(elapsed * total)} "
                   f"(timed on the first of {total} chunks)", flush=True)
             if self.tty:
                 from tqdm import tqdm
@@ -514,8 +506,8 @@ class _Progress:
         elif done * 10 // total > self.tenths:
             self.tenths = done * 10 // total
             left = elapsed / done * (total - done)
-            print(f"{self.what}: {done}/{total} chunks, {_duration(elapsed)} so far, "
-                  f"about {_duration(left)} left", flush=True)
+            print(f"{self.what}: {done}/{total} chunks, {format_duration(elapsed)} so far, "
+                  f"about {format_duration(left)} left", flush=True)
         if done == total and self.bar is not None:
             self.bar.close()
 

@@ -294,7 +294,7 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
                     val = f"  val {metrics['val_loss']:9.3f}" if "val_loss" in metrics else ""
                     left = config.epochs - epoch
                     per_epoch = (time.perf_counter() - started) / (epoch - done)
-                    eta = f"  about {_duration(left * per_epoch)} left" if left else ""
+                    eta = f"  about {format_duration(left * per_epoch)} left" if left else ""
                     log(f"epoch {epoch:3d}  train {train_loss:9.3f}{val}  "
                         f"test {test['loss']:9.3f}  (recon {test['recon']:8.3f}, "
                         f"KL {test['kl']:7.3f})  {seconds:6.2f} s  {n / seconds:8.0f} ex/s"
@@ -306,8 +306,13 @@ def _print_now(line: str) -> None:
     print(line, flush=True)
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+def format_duration(seconds: float) -> str:
+    """A duration as people say it: ``"40 s"``, ``"12 min"``, ``"1.5 h"``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _last_metrics(run_dir: Path) -> dict:
@@ -329,8 +334,7 @@ def choose_threads(setting, config: TrainConfig, model, x_train):
     threads = Threads(setting)
     if threads.choice is not None:
         return threads
-    scratch = build_model(config, model.input_dim)
-    scratch.to(model.backend, model.device)
+    scratch = build_model(config, model.input_dim)  # on the run's backend and device
     scratch_opt = build_optimizer(config, scratch)
     xb = x_train[:min(config.batch_size, x_train.shape[0]), ...]
 
