@@ -41,6 +41,20 @@ def read_metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def count_reads(monkeypatch) -> list:
+    """Record every conversion of a device value to a Python number (a GPU sync)."""
+    reads = []
+    for name in ("__float__", "__bool__", "__int__"):
+        original = getattr(StrictArray, name)
+
+        def counted(self, _original=original, _name=name):
+            reads.append(_name)
+            return _original(self)
+
+        monkeypatch.setattr(StrictArray, name, counted)
+    return reads
+
+
 # ---- devices -------------------------------------------------------------------------
 
 def test_devices_are_normalized_or_refused_by_name():
@@ -151,15 +165,7 @@ def test_the_gpu_loop_reads_nothing_back_per_step_and_still_names_the_bad_step(
     import scratchvae.train as train_module
 
     monkeypatch.setattr(train_module, "host_reads_are_free", lambda xp: False)
-    reads = []
-    for name in ("__float__", "__bool__", "__int__"):
-        original = getattr(StrictArray, name)
-
-        def counted(self, _original=original, _name=name):
-            reads.append(_name)
-            return _original(self)
-
-        monkeypatch.setattr(StrictArray, name, counted)
+    reads = count_reads(monkeypatch)
     config = TrainConfig(epochs=1, **SMALL, **STRICT, **extra)
     model = build_model(config, 784)
     opt = train_module.build_optimizer(config, model)
@@ -261,15 +267,7 @@ def test_the_evaluation_reads_nothing_back_per_chunk(monkeypatch):
     x = model.asarray(np.random.default_rng(0).random((5, 12)))
     mu, logvar = model.encode(x)
     eps = model.rng.normal((4, 5, 3), model.dtype)
-    reads = []
-    for name in ("__float__", "__bool__", "__int__"):
-        original = getattr(StrictArray, name)
-
-        def counted(self, _original=original, _name=name):
-            reads.append(_name)
-            return _original(self)
-
-        monkeypatch.setattr(StrictArray, name, counted)
+    reads = count_reads(monkeypatch)
     log_w = model.log_weights(x, mu=mu, logvar=logvar, eps=eps, check_values=False)
     assert reads == [] and log_w.shape == (4, 5)
     model.log_weights(x, mu=mu, logvar=logvar, eps=eps)  # checked: reads the values
