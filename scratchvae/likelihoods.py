@@ -34,10 +34,9 @@ def bernoulli_logpmf_forward(x, logits):
         \qquad \operatorname{softplus}(l) = \max(l, 0) + \log(1 + e^{-|l|})
 
     ``e = exp(-|l|)`` lies in (0, 1], so nothing overflows. The textbook writes
-    ``log1p(e)``; here ``log(1 + e)`` is used instead: since e <= 1 the two differ by less
-    than the float's rounding of the sum, and NumPy computes ``log1p`` in float32 with a
-    scalar loop, three times slower than its vectorized ``log`` (this line dominates
-    the evaluation of the importance-weighted log-likelihood).
+    ``log1p(e)``; here the sum :math:`\sum_i \log(1 + e_i)` is taken by
+    :func:`sum_log_one_plus`, a few times faster and as accurate as the float allows
+    (this line dominates the evaluation of the importance-weighted log-likelihood).
 
     Parameters
     ----------
@@ -54,8 +53,31 @@ def bernoulli_logpmf_forward(x, logits):
     xp = array_namespace(x, logits)
     e = xp.exp(-xp.abs(logits))
     nll = xp.maximum(logits, 0.0) - logits * x   # has the broadcast shape of x and logits
-    nll += xp.log(1 + e)
-    return -xp.sum(nll, axis=-1), (x, logits, e)
+    return -(xp.sum(nll, axis=-1) + sum_log_one_plus(e)), (x, logits, e)
+
+
+def sum_log_one_plus(e, levels: int = 4):
+    r""":math:`\sum_i \log(1 + e_i)` over the last axis, for :math:`e_i \in [0, 1]`.
+
+    A logarithm costs several times a multiplication, and a sum of logarithms is the
+    logarithm of a product, :math:`\log a + \log b = \log(ab)`. So the factors
+    :math:`1 + e_i \in [1, 2]` are first multiplied in pairs, the first half of the axis
+    by the second, ``levels`` times while the length is even: :math:`2^{levels}` factors
+    per product, at most :math:`2^{16}`, far from overflow in any float. Then one
+    logarithm per product. Each multiplication rounds once, as each addition of the plain
+    sum would, so the result is as accurate as ``sum(log1p(e))``; it needs ``D / 16``
+    logarithms instead of ``D`` (for MNIST's 784 pixels, 49).
+
+    e: (..., D). Returns (...). Tests: ``tests/test_components.py``.
+    """
+    xp = array_namespace(e)
+    p = 1 + e
+    for _ in range(levels):
+        half, odd = divmod(p.shape[-1], 2)
+        if odd or not half:
+            break
+        p = p[..., :half] * p[..., half:]
+    return xp.sum(xp.log(p), axis=-1)
 
 
 def bernoulli_logpmf_backward(dlogp, cache):

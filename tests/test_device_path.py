@@ -252,8 +252,11 @@ def test_a_missing_gpu_is_one_line_naming_the_fix(monkeypatch, capsys, cupy_modu
                            "scratchvae train: error: CuPy sees"))
 
 
-def test_fused_kernels_are_cupy_only():
-    assert backend.fused_kernel(backend.get_namespace("numpy"), "adam") is None
+def test_fused_kernels_on_cupy_and_numpy_only():
+    xp = backend.get_namespace("numpy")
+    assert backend.fused_kernel(xp, "adam", like=np.zeros(3)) is not None
+    with pytest.raises(ValueError, match="needs like="):
+        backend.fused_kernel(xp, "adam")
     assert backend.fused_kernel(array_api_strict, "adagrad") is None
     with pytest.raises(ValueError, match="name must be one of"):
         backend.fused_kernel(array_api_strict, "rmsprop")

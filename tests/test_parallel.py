@@ -63,3 +63,26 @@ def test_the_strict_stand_in_is_not_split():
     assert _eval_cores(2, model, np.zeros((10, 12)), 100, 500) is None
     numpy_model = sv.VAE(12, (8,), 3, seed=0)
     assert _eval_cores(2, numpy_model, np.zeros((10, 12)), 100, 50).choice == 2
+
+
+def test_evaluation_in_cache_sized_blocks_gives_the_same_estimate(monkeypatch):
+    """On the CPU each share of a chunk is computed in blocks of about CACHE_ROWS decoder
+    rows; the blocks change the rounding only, and there really are several of them."""
+    from scratchvae import evaluate
+
+    model = sv.VAE(12, (8,), 3, dtype="float64", seed=0)
+    x = np.random.default_rng(1).random((30, 12))
+    calls = []
+    log_weights = model.log_weights
+    monkeypatch.setattr(model, "log_weights",
+                        lambda *a, **kw: calls.append(kw["eps"].shape[0]) or log_weights(*a, **kw))
+    results = {}
+    for rows in (10**9, 90):
+        monkeypatch.setattr(evaluate, "CACHE_ROWS", rows)
+        model.reseed(5)
+        calls.clear()
+        results[rows] = log_likelihood(model, x, k=300, batch_size=30, k_batch=100, threads=1)
+        results[rows, "blocks"] = list(calls)
+    assert results[10**9, "blocks"] == [100, 100, 100]
+    assert results[90, "blocks"] == ([3] * 33 + [1]) * 3  # 90 rows // 30 examples: 3 samples
+    assert results[90][0] == pytest.approx(results[10**9][0], rel=1e-12)
