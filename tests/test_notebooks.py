@@ -7,10 +7,15 @@ implemented" instead of crashing. The kernel gets ``SCRATCHVAE_QUICK=1`` (fewer 
 smaller subsets) and the repository on ``PYTHONPATH``, so ``import scratchvae`` works
 whether or not the package is installed. The execution time of every notebook is
 listed at the end of the run.
+
+A notebook that needs an optional package names it in its metadata,
+``{"scratchvae": {"requires": ["torch"]}}``; where that package cannot be imported, the
+notebook (and its student version) is skipped, with the command that installs it.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
@@ -26,6 +31,8 @@ nbclient = pytest.importorskip("nbclient")
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("notebooks", "derivations")
 CELL_TIMEOUT_S = 600
+#: How to install each optional package a notebook may require (the version tested).
+INSTALL = {"torch": "pip install torch==2.13.0"}
 
 
 def _find_notebooks() -> list[Path]:
@@ -44,6 +51,17 @@ EXERCISES = [path for path in NOTEBOOKS if _has_exercises(path)]
 
 def _name(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
+
+
+def _skip_unless_requirements_import(path: Path) -> None:
+    """Skip the calling test, naming the install command, when a package the notebook's
+    metadata requires (``metadata.scratchvae.requires``) cannot be imported."""
+    metadata = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
+    for module in metadata.get("scratchvae", {}).get("requires", []):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pytest.skip(f"needs {module}: {INSTALL.get(module, f'pip install {module}')}")
 
 
 @pytest.fixture(scope="session")
@@ -107,12 +125,14 @@ def test_notebook_is_stored_without_outputs(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_name)
 def test_notebook_runs(path, kernel_env, timings):
+    _skip_unless_requirements_import(path)
     text = _execute(path, path.parent, _name(path), timings)
     assert ": FAIL — " not in text, f"a checker failed on the solution:\n{text}"
 
 
 @pytest.mark.parametrize("path", EXERCISES, ids=_name)
 def test_student_version_runs(path, tmp_path, kernel_env, timings):
+    _skip_unless_requirements_import(path)
     folder = path.relative_to(ROOT).parts[0]
     written = write_student_versions(tmp_path, sources=(folder,), root=ROOT)
     student = tmp_path / path.relative_to(ROOT)
@@ -120,6 +140,20 @@ def test_student_version_runs(path, tmp_path, kernel_env, timings):
     assert not _has_exercises(student)
     text = _execute(student, path.parent, f"{_name(path)} (student version)", timings)
     assert "not implemented" in text, text
+
+
+def test_a_notebook_whose_requirement_is_missing_is_skipped_with_the_install_command(tmp_path):
+    path = tmp_path / "needs.ipynb"
+    notebook = nbformat.v4.new_notebook(metadata={"scratchvae": {"requires": [
+        "json", "torch_missing_for_this_test"]}})
+    nbformat.write(notebook, path)
+    with pytest.raises(pytest.skip.Exception,
+                       match=r"^needs torch_missing_for_this_test: pip install "
+                             r"torch_missing_for_this_test$"):
+        _skip_unless_requirements_import(path)
+    notebook.metadata["scratchvae"]["requires"] = ["json"]
+    nbformat.write(notebook, path)
+    _skip_unless_requirements_import(path)  # importable: no skip
 
 
 SLIDE_DECKS = ("000_a112e0488c5566e6.txt", "001_3b1f465fc19e6518.txt",
