@@ -245,6 +245,25 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="folder to write them to")
     x.add_argument("--root", default=".", help="folder holding notebooks/ and derivations/ "
                    "(default: the current folder)")
+
+    from .experiments import NAMES
+
+    ex = sub.add_parser("experiment", help="run an experiment on what VAEs are for: "
+                        + ", ".join(NAMES))
+    ex.add_argument("name", metavar="NAME", help="one of: " + ", ".join(NAMES))
+    ex.add_argument("--quick", action="store_true", help="the small version (under a minute "
+                    "on a 2-core CPU)")
+    ex.add_argument("--out", help="folder for results.json, the figures and the trained "
+                    "models (default: runs/NAME, or runs/NAME-quick); the same command with the "
+                    "same --out reuses finished models and resumes unfinished ones")
+    ex.add_argument("--data-dir", help="folder holding the data sets (default: "
+                    "$SCRATCHVAE_DATA or the download cache)")
+    ex.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--from", dest="from_run", metavar="RUN", help="a trained run to use as "
+                    "the experiment's main VAE, where the experiment allows it")
+    ex.add_argument("--digit", type=int, help="anomaly: only this held-out MNIST digit (0-9)")
+    ex.add_argument("--beta", type=float, help="compression: only this KL weight (> 0)")
     return p
 
 
@@ -615,8 +634,25 @@ def _cmd_exercises(args) -> int:
     return 0
 
 
+def _cmd_experiment(args) -> int:
+    from .experiments import Experiment, ExperimentError, run_experiment
+
+    out = Path(args.out or f"runs/{args.name}{'-quick' if args.quick else ''}")
+    options = {k: v for k, v in (("digit", args.digit), ("beta", args.beta)) if v is not None}
+    try:
+        exp = Experiment(args.name, out, quick=args.quick, data_dir=args.data_dir,
+                         backend=args.backend, seed=args.seed, from_run=args.from_run,
+                         options=options)
+        _writable_dir(out, "--out")
+        run_experiment(exp)
+    except ExperimentError as err:
+        raise UsageError(f"scratchvae experiment: error: {_in_flags(str(err))}") from None
+    return 0
+
+
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
-            "plot": _cmd_plot, "gradcheck": _cmd_gradcheck, "exercises": _cmd_exercises}
+            "plot": _cmd_plot, "gradcheck": _cmd_gradcheck, "exercises": _cmd_exercises,
+            "experiment": _cmd_experiment}
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,138 @@
+"""What the experiments share: models trained once and reused, PCA, figures.
+
+A model an experiment needs is trained into ``exp.out/models/NAME/`` (a run folder like
+``scratchvae train`` writes) and reused from there: the same command with the same
+``--out`` finds a finished model and loads it, and resumes an unfinished one from its last
+checkpoint. A model found there with another configuration is an error, never silently
+reused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import checkpoint
+from ..ae import AE
+from ..backend import to_numpy
+from ..train import TrainConfig, build_model, build_optimizer, train, train_epoch
+from . import Experiment, ExperimentError
+
+
+def model_dir(exp: Experiment, name: str) -> Path:
+    return exp.out / "models" / name
+
+
+def _finished_epochs(run_dir: Path, config: dict) -> int:
+    """Epochs already trained in ``run_dir`` for ``config`` (0: nothing there)."""
+    path = run_dir / "checkpoint.npz"
+    if not path.is_file():
+        return 0
+    saved = json.loads((run_dir / "config.json").read_text())
+    if {k: v for k, v in saved.items() if k != "epochs"} != \
+            {k: v for k, v in config.items() if k != "epochs"}:
+        raise ExperimentError(f"{run_dir} holds a model trained with another configuration; "
+                              f"use another --out or delete that folder")
+    return int(checkpoint.read(path)["epoch"])
+
+
+def train_vae(exp: Experiment, name: str, config: TrainConfig, input_dim: int):
+    """A VAE trained with ``config`` (on ``exp``'s data folder and backend), from
+    ``exp.out/models/name`` when it is there. Returns ``(model, budget)``: the model,
+    and its training budget (epochs, batch size, training seconds as recorded when it was
+    trained)."""
+    config.data_dir = exp.data_dir
+    config.backend = exp.backend
+    run_dir = model_dir(exp, name)
+    config.validate()
+    done = _finished_epochs(run_dir, config.to_json())
+    if done < config.epochs:
+        exp.log(f"training {name}: epochs {done + 1}-{config.epochs}")
+        train(config, run_dir, resume=done > 0, quiet=True)
+    model = build_model(config, input_dim)
+    checkpoint.restore(run_dir / "checkpoint.npz", model)
+    return model, _budget(run_dir, config.epochs, config.batch_size)
+
+
+def train_ae(exp: Experiment, name: str, x_train, config: TrainConfig):
+    """An :class:`~scratchvae.AE` with ``config``'s architecture, optimizer, epochs and batch
+    size trained on the host array ``x_train``, kept in and reused from
+    ``exp.out/models/name`` like :func:`train_vae` (a checkpoint after every epoch).
+    Returns ``(model, budget)``."""
+    config.backend = exp.backend
+    config.validate()
+    run_dir = model_dir(exp, name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ae = AE(x_train.shape[1], config.hidden_dims, config.latent_dim, config.likelihood,
+            config.activation, sigma_dec=config.sigma_dec, init=config.init,
+            backend=config.backend, dtype=config.dtype, seed=config.seed)
+    opt = build_optimizer(config, ae)
+    done = _finished_epochs(run_dir, config.to_json())
+    if done:
+        checkpoint.restore(run_dir / "checkpoint.npz", ae, opt)
+    else:
+        (run_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    if done < config.epochs:
+        exp.log(f"training {name}: epochs {done + 1}-{config.epochs}")
+    x = ae.asarray(x_train)
+    for epoch in range(done + 1, config.epochs + 1):
+        t0 = time.perf_counter()
+        metrics = train_epoch(ae, opt, x, config, epoch)
+        metrics = {"epoch": epoch, "train_loss": metrics["loss"],
+                   "epoch_seconds": time.perf_counter() - t0}
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        checkpoint.save(run_dir / "checkpoint.npz", ae, opt, epoch, config.to_json())
+    return ae, _budget(run_dir, config.epochs, config.batch_size)
+
+
+def _budget(run_dir: Path, epochs: int, batch_size: int) -> dict:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    seconds = sum(json.loads(line)["epoch_seconds"] for line in lines if line.strip())
+    return {"epochs": epochs, "batch_size": batch_size, "train_seconds": round(seconds, 3)}
+
+
+class PCA:
+    """Principal component analysis fitted by the SVD of the centred data.
+
+    ``PCA(x, k)``: ``x`` (N, D) host array; ``encode(x)`` gives the (N, k) coordinates in
+    the top-k principal directions, ``decode(c)`` maps them back, ``reconstruct(x)`` does
+    both.
+    """
+
+    def __init__(self, x, k: int):
+        x = np.asarray(x, dtype=np.float64)
+        if not 1 <= k <= min(x.shape):
+            raise ExperimentError(f"PCA needs 1 <= k <= {min(x.shape)}, got k={k}")
+        self.mean = x.mean(axis=0)
+        _, s, vt = np.linalg.svd(x - self.mean, full_matrices=False)
+        self.components = vt[:k]                       # (k, D)
+        self.explained_variance = s[:k] ** 2 / (x.shape[0] - 1)
+
+    def encode(self, x):
+        return (np.asarray(x, dtype=np.float64) - self.mean) @ self.components.T
+
+    def decode(self, c):
+        return c @ self.components + self.mean
+
+    def reconstruct(self, x):
+        return self.decode(self.encode(x))
+
+
+def save_figure(exp: Experiment, fig, filename: str, figures: list) -> None:
+    """Write ``fig`` as ``exp.out/filename`` (PNG), close it, and add the name to
+    ``figures``."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(exp.out / filename, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    figures.append(filename)
+
+
+def host(a) -> np.ndarray:
+    """A model's array on the host."""
+    return to_numpy(a)
