@@ -8,6 +8,9 @@ exception or wrong shape escape.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -216,7 +219,14 @@ CHECKS = {
 }
 
 
-@pytest.mark.parametrize("name", CHECKS)
+MARKER = {"linear_forward": "ex_linear", "linear_backward": "ex_linear",
+          "kl_std_normal": "ex_kl", "reparameterize_forward": "ex_reparam",
+          "reparameterize_backward": "ex_reparam", "bernoulli_logits_forward": "ex_bernoulli",
+          "bernoulli_logits_backward": "ex_bernoulli", "vae_backward": "ex_vae"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=getattr(pytest.mark, MARKER[n]))
+                                  for n in CHECKS])
 def test_checker_passes_the_reference(name, capsys):
     check, fns = CHECKS[name]
     assert check(*fns) is True
@@ -224,12 +234,14 @@ def test_checker_passes_the_reference(name, capsys):
     assert out.startswith(f"{name}: PASS — ") and out.count("\n") == 1, out
 
 
+@pytest.mark.ex_activations
 @pytest.mark.parametrize("kind", ACTIVATIONS)
 def test_activation_checker_passes_the_reference(kind, capsys):
     assert ex.check_activation_backward(ACTIVATIONS[kind][1], kind) is True
     assert capsys.readouterr().out.startswith(f"{kind}_backward: PASS — rel. error ")
 
 
+@pytest.mark.ex_vae
 def test_vae_checker_passes_the_composed_pairs(capsys):
     assert ex.check_vae_backward(vae_composed) is True
     assert "vae_backward: PASS" in capsys.readouterr().out
@@ -244,6 +256,7 @@ def test_checkers_run_on_other_backends(backend, capsys):
     assert "FAIL" not in capsys.readouterr().out
 
 
+@pytest.mark.ex_linear
 def test_pass_line_reports_the_finite_difference_error(capsys):
     ex.check_linear_backward(linear_backward)
     line = capsys.readouterr().out
@@ -251,11 +264,8 @@ def test_pass_line_reports_the_finite_difference_error(capsys):
     assert 0 < error <= ex.PIECE_TOL
 
 
-# ---- checkers: wrong implementations fail with a hint -------------------------------
-
-def linear_forward_no_bias(x, W, b):
-    return x @ W, (x, W)
-
+# ---- checkers: how a failure reads ---------------------------------------------------
+# The wrong answers students write, checker by checker, are in test_exercise_wrong_answers.py.
 
 def linear_backward_db_not_summed(dy, cache):
     x, W = cache
@@ -268,112 +278,25 @@ def linear_backward_db_mean(dy, cache):
     return dy @ W.T, x.T @ dy, xp.mean(dy, axis=0)
 
 
-def tanh_backward_wrong(dy, y):
-    xp = array_namespace(y)
-    return dy * (1 - xp.tanh(y) ** 2)
+@pytest.mark.ex_linear
+def test_a_failure_reads_diagnosis_values_then_hint(capsys):
+    assert ex.check_linear_backward(linear_backward_db_mean) is False
+    first, *rest = capsys.readouterr().out.splitlines()
+    assert first.startswith("linear_backward: FAIL — your db is the batch mean of dy")
+    assert "rel. error" in first and "tolerance 1e-07" in first
+    assert rest[0].startswith("  where they differ") and "yours" in rest[1]
+    hint = next(line for line in rest if "Reread" in line)
+    assert "derivations/08_backprop.ipynb §1 The affine layer" in hint
+    assert "002_3facc1002d729879.txt" in hint
+    assert rest[-1] == "  (the formula: run the checker again with hint=2)"
+    assert "x.T @ dy" not in "\n".join(rest)   # no formula at the first level
 
 
-def relu_backward_wrong(dy, mask):
-    return dy * (1 - mask)
-
-
-def kl_forward_no_half(mu, logvar):
-    xp = array_namespace(mu)
-    var = xp.exp(logvar)
-    return xp.sum(var + mu * mu - 1 - logvar, axis=-1), (mu, var)
-
-
-def kl_backward_no_half(dkl, cache):
-    mu, var = cache
-    return dkl[:, None] * mu, dkl[:, None] * (var - 1)
-
-
-def reparameterize_forward_std_is_exp_logvar(mu, logvar, eps):
-    xp = array_namespace(mu)
-    sigma = xp.exp(logvar)
-    return mu + sigma * eps, (sigma, eps)
-
-
-def reparameterize_backward_no_half(dz, cache):
-    xp = array_namespace(dz)
-    sigma, eps = cache
-    return xp.sum(dz, axis=0), xp.sum(dz * eps, axis=0) * sigma
-
-
-def reparameterize_backward_not_summed(dz, cache):
-    sigma, eps = cache
-    return dz, dz * eps * 0.5 * sigma
-
-
-def bernoulli_forward_naive(x, logits):
-    xp = array_namespace(logits)
-    p = 1 / (1 + xp.exp(-logits))
-    return xp.sum(x * xp.log(p) + (1 - x) * xp.log(1 - p), axis=-1), (x, logits, None)
-
-
-def bernoulli_backward_flipped(dlogp, cache):
-    x, logits, _ = cache
-    return dlogp[..., None] * (sv.activations.sigmoid(logits) - x)
-
-
-def vae_flipped(params, x, eps):
-    loss, grads = vae_reference(params, x, eps)
-    return loss, {k: -g for k, g in grads.items()}
-
-
-def vae_no_kl_gradient(params, x, eps):
-    loss, _ = vae_reference(params, x, eps)
-    model = sv.VAE(**ex.VAE_CHECK_CONFIG, beta=0.0)
-    for name, value in params.items():
-        model.params[name][...] = value
-    model.loss(x, eps)
-    model.backward()
-    return loss, dict(model.grads)
-
-
-WRONG = [
-    (ex.check_linear_forward, (linear_forward_no_bias,), "bias"),
-    (ex.check_linear_backward, (linear_backward_db_not_summed,),
-     "did you forget to sum db over the batch"),
-    (ex.check_linear_backward, (linear_backward_db_mean,), "not the mean"),
-    (lambda fn: ex.check_activation_backward(fn, "tanh"), (tanh_backward_wrong,),
-     "1 - y**2"),
-    (lambda fn: ex.check_activation_backward(fn, "relu"), (relu_backward_wrong,),
-     "other way round"),
-    (ex.check_kl, (kl_forward_no_half, kl_std_normal_backward), "factor 1/2"),
-    (ex.check_kl, (kl_std_normal_forward, kl_backward_no_half), "forget the 1/2"),
-    (ex.check_reparameterize_forward, (reparameterize_forward_std_is_exp_logvar,),
-     "the standard deviation is exp(0.5*logvar)"),
-    (ex.check_reparameterize_backward, (reparameterize_backward_no_half,),
-     "the standard deviation is exp(0.5*logvar)"),
-    (ex.check_reparameterize_backward, (reparameterize_backward_not_summed,),
-     "sum over the L samples"),
-    (ex.check_bernoulli_logits_forward, (bernoulli_forward_naive,), "stable form"),
-    (ex.check_bernoulli_logits_backward, (bernoulli_backward_flipped,),
-     "x - sigmoid(l)"),
-    (ex.check_vae_backward, (vae_flipped,), "flip the sign"),
-    (ex.check_vae_backward, (vae_no_kl_gradient,), "kl_std_normal_backward"),
-]
-
-
-@pytest.mark.parametrize("check, fns, hint", WRONG, ids=[w[2] for w in WRONG])
-def test_checker_fails_a_wrong_implementation_with_a_hint(check, fns, hint, capsys):
-    assert check(*fns) is False
-    out = capsys.readouterr().out
-    assert ": FAIL — " in out and "Hint: " in out and hint in out, out
-    assert out.count("\n") == 1, out
-
-
-def test_fail_line_reports_the_relative_error(capsys):
-    ex.check_linear_backward(linear_backward_db_mean)
-    out = capsys.readouterr().out
-    assert "rel. error" in out and " in db " in out and "tolerance 1e-07" in out
-
-
+@pytest.mark.ex_linear
 def test_wrong_shape_is_reported_with_both_shapes(capsys):
     assert ex.check_linear_backward(linear_backward_db_not_summed) is False
     out = capsys.readouterr().out
-    assert "db has shape (5, 3) but should have shape (3,)" in out
+    assert "your db has shape (5, 3), expected (3,): db was not summed over the batch" in out
 
 
 # ---- checkers: missing and crashing implementations ---------------------------------
@@ -415,11 +338,13 @@ def test_checker_reports_a_missing_return(name, check, n_fns, capsys):
     assert out.startswith(f"{name}: FAIL — ") and "return statement" in out, out
 
 
+@pytest.mark.ex_kl
 def test_kl_backward_missing_after_a_correct_forward(capsys):
     assert ex.check_kl(kl_std_normal_forward, not_implemented) is False
     assert "not implemented yet" in capsys.readouterr().out
 
 
+@pytest.mark.ex_vae
 def test_vae_checker_reports_missing_gradients_and_a_wrong_loss(capsys):
     def missing(params, x, eps):
         loss, grads = vae_reference(params, x, eps)
@@ -452,3 +377,73 @@ def test_checkers_are_named_after_the_library_functions_and_keep_their_old_names
                  "check_reparameterize_forward", "check_reparameterize_backward"):
         assert name.removeprefix("check_") in library
     assert "kl_std_normal_forward" in library and "kl_std_normal_backward" in library
+
+
+# ---- one exercise at a time: markers, in the course's copy and the student's ---------
+
+NOTEBOOK_03 = Path(__file__).resolve().parents[1] / "notebooks" / \
+    "03_build_vae_layer_by_layer.ipynb"
+
+
+def test_every_exercise_has_a_marker_and_a_section():
+    markers = student.exercise_markers(NOTEBOOK_03)
+    assert markers == list(student.MARKERS)
+    assert {e.marker for e in ex.EXERCISES.values()} | {"ex_own_vae"} == set(student.MARKERS)
+    text = Path(__file__).resolve().parents[1].joinpath("pyproject.toml").read_text()
+    for marker in student.MARKERS:
+        assert f'"{marker}: ' in text, f"{marker} is not registered in pyproject.toml"
+
+
+@pytest.mark.parametrize("marker", [pytest.param(m, marks=getattr(pytest.mark, m))
+                                    for m in student.MARKERS])
+def test_the_notebooks_solutions_pass_their_exercise(marker):
+    passed, output = student.run_exercise(NOTEBOOK_03, marker)
+    assert passed, output
+    assert output.count("PASS") >= 1 and "FAIL" not in output
+
+
+def test_run_exercise_reports_an_unknown_exercise():
+    with pytest.raises(ValueError, match="no check cell for the exercise 'ex_swish'"):
+        student.run_exercise(NOTEBOOK_03, "ex_swish")
+
+
+def test_the_opening_no_longer_calls_the_cells_complete_solutions():
+    notebook = json.loads(NOTEBOOK_03.read_text(encoding="utf-8"))
+    opening = "".join(notebook["cells"][1]["source"])
+    assert "contains a complete solution" not in opening
+    assert "pytest -m ex_kl" in opening and "hint=2" in opening
+    assert "**Slides followed**" in opening
+
+
+def _pytest(folder: Path, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           *args], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_student_copy_runs_one_exercise_at_a_time(tmp_path):
+    """`pytest -m ex_kl` in the student copy runs the checks of the student's own KL: not
+    implemented in the fresh copy; passing once the cell is filled in (here: with the
+    course's solution)."""
+    out = tmp_path / "mine"
+    written = student.write_student_versions(out, sources="notebooks",
+                                             root=NOTEBOOK_03.parents[1])
+    assert out / "test_exercises.py" in written and out / "pytest.ini" in written
+    assert "ex_kl: the KL divergence" in (out / "pytest.ini").read_text()
+
+    fresh = _pytest(out, "-m", "ex_kl")
+    assert fresh.returncode == 1, fresh.stdout + fresh.stderr
+    assert "1 failed" in fresh.stdout and "deselected" in fresh.stdout
+    assert "kl_std_normal: not implemented yet" in fresh.stdout
+
+    mine = json.loads((out / "notebooks" / NOTEBOOK_03.name).read_text(encoding="utf-8"))
+    solved = json.loads(NOTEBOOK_03.read_text(encoding="utf-8"))
+    for cell, solution in zip(mine["cells"], solved["cells"], strict=True):
+        if cell.get("metadata", {}).get("scratchvae", {}).get("exercise") == "ex_kl":
+            cell["source"] = solution["source"]
+    (out / "notebooks" / NOTEBOOK_03.name).write_text(json.dumps(mine), encoding="utf-8")
+    done = _pytest(out, "-m", "ex_kl")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout and "deselected" in done.stdout
