@@ -114,12 +114,13 @@ def test_a_model_is_trained_once_then_reused_or_resumed(data_dir, tmp_path):
 
 def test_an_autoencoder_resumes_where_it_stopped(tmp_path):
     x = np.random.default_rng(0).random((128, 12), dtype=np.float32)
-    config = TrainConfig(epochs=2, hidden_dims=(8,), latent_dim=2, batch_size=32, seed=0)
+    config = TrainConfig(epochs=2, hidden_dims=(8,), latent_dim=2, batch_size=32, seed=0,
+                         threads=1)
     straight, _ = train_ae(Experiment("features", tmp_path / "a", log=lambda s: None), "ae",
                            x, config)
     exp = Experiment("features", tmp_path / "b", log=lambda s: None)
     train_ae(exp, "ae", x, TrainConfig(epochs=1, hidden_dims=(8,), latent_dim=2,
-                                       batch_size=32, seed=0))
+                                       batch_size=32, seed=0, threads=1))
     resumed, budget = train_ae(exp, "ae", x, config)
     np.testing.assert_array_equal(resumed.params.flat, straight.params.flat)
     assert budget["epochs"] == 2

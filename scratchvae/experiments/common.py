@@ -9,6 +9,7 @@ reused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -17,7 +18,8 @@ import numpy as np
 
 from .. import checkpoint
 from ..ae import AE
-from ..backend import to_numpy
+from ..backend import host_reads_are_free, to_numpy
+from ..threads import Threads
 from ..train import TrainConfig, build_model, build_optimizer, train, train_epoch
 from . import Experiment, ExperimentError
 
@@ -66,9 +68,7 @@ def train_ae(exp: Experiment, name: str, x_train, config: TrainConfig):
     config.validate()
     run_dir = model_dir(exp, name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ae = AE(x_train.shape[1], config.hidden_dims, config.latent_dim, config.likelihood,
-            config.activation, sigma_dec=config.sigma_dec, init=config.init,
-            backend=config.backend, dtype=config.dtype, seed=config.seed)
+    ae = _build_ae(config, x_train.shape[1])
     opt = build_optimizer(config, ae)
     done = _finished_epochs(run_dir, config.to_json())
     if done:
@@ -79,15 +79,44 @@ def train_ae(exp: Experiment, name: str, x_train, config: TrainConfig):
     if done < config.epochs:
         exp.log(f"training {name}: epochs {done + 1}-{config.epochs}")
     x = ae.asarray(x_train)
-    for epoch in range(done + 1, config.epochs + 1):
-        t0 = time.perf_counter()
-        metrics = train_epoch(ae, opt, x, config, epoch)
-        metrics = {"epoch": epoch, "train_loss": metrics["loss"],
-                   "epoch_seconds": time.perf_counter() - t0}
-        with open(run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(metrics) + "\n")
-        checkpoint.save(run_dir / "checkpoint.npz", ae, opt, epoch, config.to_json())
+    threads = _threads(config, ae, x) if done < config.epochs else None
+    with threads or contextlib.nullcontext():
+        for epoch in range(done + 1, config.epochs + 1):
+            t0 = time.perf_counter()
+            metrics = train_epoch(ae, opt, x, config, epoch)
+            metrics = {"epoch": epoch, "train_loss": metrics["loss"],
+                       "epoch_seconds": time.perf_counter() - t0}
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            checkpoint.save(run_dir / "checkpoint.npz", ae, opt, epoch, config.to_json())
     return ae, _budget(run_dir, config.epochs, config.batch_size)
+
+
+def _build_ae(config: TrainConfig, input_dim: int) -> AE:
+    return AE(input_dim, config.hidden_dims, config.latent_dim, config.likelihood,
+              config.activation, sigma_dec=config.sigma_dec, init=config.init,
+              backend=config.backend, dtype=config.dtype, seed=config.seed)
+
+
+def _threads(config: TrainConfig, ae, x):
+    """The CPU threads for training ``ae`` (None on a GPU), chosen as ``scratchvae train``
+    chooses them: ``"auto"`` times a few steps of a scratch copy with one thread and with
+    all of them (see :mod:`scratchvae.threads`)."""
+    if not host_reads_are_free(ae.xp):
+        return None
+    threads = Threads(config.threads)
+    if threads.choice is None:
+        scratch = _build_ae(config, ae.input_dim)
+        scratch_opt = build_optimizer(config, scratch)
+        xb = x[:min(config.batch_size, x.shape[0]), ...]
+
+        def one_step():
+            scratch.loss(xb, check_values=False)
+            scratch.backward()
+            scratch_opt.step(scratch.grads)
+
+        threads.choose(one_step)
+    return threads
 
 
 def _budget(run_dir: Path, epochs: int, batch_size: int) -> dict:
