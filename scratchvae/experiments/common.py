@@ -60,15 +60,24 @@ def train_vae(exp: Experiment, name: str, config: TrainConfig, input_dim: int):
 
 
 def train_ae(exp: Experiment, name: str, x_train, config: TrainConfig):
-    """An :class:`~scratchvae.AE` with ``config``'s architecture, optimizer, epochs and batch
-    size trained on the host array ``x_train``, kept in and reused from
+    """An :class:`~scratchvae.AE` trained on ``x_train``: :func:`train_on_array`."""
+    return train_on_array(exp, name, x_train, config, "ae")
+
+
+def train_on_array(exp: Experiment, name: str, x_train, config: TrainConfig, kind: str):
+    """A model (``kind``: ``"ae"`` or ``"vae"``) with ``config``'s architecture, optimizer,
+    epochs and batch size trained on the host array ``x_train`` (a training set that is
+    no data set of its own, e.g. MNIST without one digit), kept in and reused from
     ``exp.out/models/name`` like :func:`train_vae` (a checkpoint after every epoch).
     Returns ``(model, budget)``."""
+    if kind not in ("ae", "vae"):
+        raise ValueError(f"kind must be 'ae' or 'vae', got {kind!r}")
     config.backend = exp.backend
     config.validate()
     run_dir = model_dir(exp, name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ae = _build_ae(config, x_train.shape[1])
+    ae = _build_ae(config, x_train.shape[1]) if kind == "ae" else \
+        build_model(config, x_train.shape[1])
     opt = build_optimizer(config, ae)
     done = _finished_epochs(run_dir, config.to_json())
     if done:
@@ -85,6 +94,7 @@ def train_ae(exp: Experiment, name: str, x_train, config: TrainConfig):
             t0 = time.perf_counter()
             metrics = train_epoch(ae, opt, x, config, epoch)
             metrics = {"epoch": epoch, "train_loss": metrics["loss"],
+                       "train_recon": metrics["recon"], "train_kl": metrics["kl"],
                        "epoch_seconds": time.perf_counter() - t0}
             with open(run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(metrics) + "\n")
@@ -99,14 +109,15 @@ def _build_ae(config: TrainConfig, input_dim: int) -> AE:
 
 
 def _threads(config: TrainConfig, ae, x):
-    """The CPU threads for training ``ae`` (None on a GPU), chosen as ``scratchvae train``
+    """The CPU threads for training the model ``ae`` (None on a GPU), chosen as ``scratchvae train``
     chooses them: ``"auto"`` times a few steps of a scratch copy with one thread and with
     all of them (see :mod:`scratchvae.threads`)."""
     if not host_reads_are_free(ae.xp):
         return None
     threads = Threads(config.threads)
     if threads.choice is None:
-        scratch = _build_ae(config, ae.input_dim)
+        scratch = _build_ae(config, ae.input_dim) if isinstance(ae, AE) else \
+            build_model(config, ae.input_dim)
         scratch_opt = build_optimizer(config, scratch)
         xb = x[:min(config.batch_size, x.shape[0]), ...]
 
