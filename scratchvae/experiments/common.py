@@ -56,7 +56,7 @@ def train_vae(exp: Experiment, name: str, config: TrainConfig, input_dim: int):
         train(config, run_dir, resume=done > 0, quiet=True)
     model = build_model(config, input_dim)
     checkpoint.restore(run_dir / "checkpoint.npz", model)
-    return model, _budget(run_dir, config.epochs, config.batch_size)
+    return model, training_budget(run_dir, config.epochs, config.batch_size)
 
 
 def train_ae(exp: Experiment, name: str, x_train, config: TrainConfig):
@@ -99,7 +99,7 @@ def train_on_array(exp: Experiment, name: str, x_train, config: TrainConfig, kin
             with open(run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(metrics) + "\n")
             checkpoint.save(run_dir / "checkpoint.npz", ae, opt, epoch, config.to_json())
-    return ae, _budget(run_dir, config.epochs, config.batch_size)
+    return ae, training_budget(run_dir, config.epochs, config.batch_size)
 
 
 def _build_ae(config: TrainConfig, input_dim: int) -> AE:
@@ -130,7 +130,9 @@ def _threads(config: TrainConfig, ae, x):
     return threads
 
 
-def _budget(run_dir: Path, epochs: int, batch_size: int) -> dict:
+def training_budget(run_dir: Path, epochs: int, batch_size: int) -> dict:
+    """The budget a run folder records: epochs, batch size and the training seconds summed
+    over its ``metrics.jsonl``."""
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     seconds = sum(json.loads(line)["epoch_seconds"] for line in lines if line.strip())
     return {"epochs": epochs, "batch_size": batch_size, "train_seconds": round(seconds, 3)}

@@ -53,7 +53,7 @@ from ..evaluate import active_units, elbo
 from ..threads import AUTO, Threads
 from ..train import TrainConfig, build_model
 from . import Experiment, ExperimentError, Outcome
-from .common import PCA, _budget, host, save_figure, train_vae
+from .common import PCA, host, save_figure, train_vae, training_budget
 
 #: Where the compressed sizes are compared: the best PSNR each codec reaches at most at
 #: these bytes per image.
@@ -422,7 +422,7 @@ def _from_run(exp: Experiment):
     epoch = checkpoint.restore(exp.from_run / "checkpoint.npz", model)["epoch"]
     budget = {"epochs": epoch, "batch_size": config.batch_size}
     if (exp.from_run / "metrics.jsonl").is_file():
-        budget = _budget(exp.from_run, epoch, config.batch_size)
+        budget = training_budget(exp.from_run, epoch, config.batch_size)
     return model, {"run": str(exp.from_run), "beta": config.beta, **budget}
 
 
