@@ -252,18 +252,23 @@ def build_parser() -> argparse.ArgumentParser:
                         + ", ".join(NAMES))
     ex.add_argument("name", metavar="NAME", help="one of: " + ", ".join(NAMES))
     ex.add_argument("--quick", action="store_true", help="the small version (under a minute "
-                    "on a 2-core CPU)")
+                    "on a 2-core CPU; default: the full setup)")
     ex.add_argument("--out", help="folder for results.json, the figures and the trained "
                     "models (default: runs/NAME, or runs/NAME-quick); the same command with the "
                     "same --out reuses finished models and resumes unfinished ones")
     ex.add_argument("--data-dir", help="folder holding the data sets (default: "
                     "$SCRATCHVAE_DATA or the download cache)")
-    ex.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
-    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--backend", default="numpy", choices=("numpy", "cupy"),
+                    help="where the models train (default: numpy)")
+    ex.add_argument("--seed", type=int, default=0, help="seed of every model and random draw "
+                    "(default: 0)")
     ex.add_argument("--from", dest="from_run", metavar="RUN", help="a trained run to use as "
-                    "the experiment's main VAE, where the experiment allows it")
-    ex.add_argument("--digit", type=int, help="anomaly: only this held-out MNIST digit (0-9)")
-    ex.add_argument("--beta", type=float, help="compression: only this KL weight (> 0)")
+                    "the experiment's main VAE, where the experiment allows it (default: the "
+                    "experiment trains its own)")
+    ex.add_argument("--digit", type=int, help="anomaly: only this held-out MNIST digit "
+                    "(0-9; default: every digit)")
+    ex.add_argument("--beta", type=float, help="compression: only this KL weight (> 0; "
+                    "default: the whole sweep)")
     return p
 
 
