@@ -321,20 +321,21 @@ def _last_metrics(run_dir: Path) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
-def choose_threads(setting, config: TrainConfig, model, x_train):
+def choose_threads(setting, config: TrainConfig, model, x_train, build=None):
     """The CPU threads for training ``model`` (``None`` on a GPU, where they do not matter).
 
     For ``"auto"``, :meth:`~scratchvae.threads.Threads.choose` times whole training steps
     (forward, backward, optimizer) on the first minibatch, taken by a scratch copy of the
-    model and optimizer built from ``config``: the run's parameters and generator are left
-    untouched.
+    model and optimizer built from ``config`` (by ``build()`` if given, e.g. for an
+    autoencoder): the run's parameters and generator are left untouched.
     """
     if not host_reads_are_free(model.xp):
         return None
     threads = Threads(setting)
     if threads.choice is not None:
         return threads
-    scratch = build_model(config, model.input_dim)  # on the run's backend and device
+    # a scratch copy on the run's backend and device
+    scratch = build() if build is not None else build_model(config, model.input_dim)
     scratch_opt = build_optimizer(config, scratch)
     xb = x_train[:min(config.batch_size, x_train.shape[0]), ...]
 

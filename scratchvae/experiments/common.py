@@ -18,9 +18,15 @@ import numpy as np
 
 from .. import checkpoint
 from ..ae import AE
-from ..backend import host_reads_are_free, to_numpy
-from ..threads import Threads
-from ..train import TrainConfig, build_model, build_optimizer, train, train_epoch
+from ..backend import to_numpy
+from ..train import (
+    TrainConfig,
+    build_model,
+    build_optimizer,
+    choose_threads,
+    train,
+    train_epoch,
+)
 from . import Experiment, ExperimentError
 
 
@@ -108,26 +114,11 @@ def _build_ae(config: TrainConfig, input_dim: int) -> AE:
               backend=config.backend, dtype=config.dtype, seed=config.seed)
 
 
-def _threads(config: TrainConfig, ae, x):
-    """The CPU threads for training the model ``ae`` (None on a GPU), chosen as ``scratchvae train``
-    chooses them: ``"auto"`` times a few steps of a scratch copy with one thread and with
-    all of them (see :mod:`scratchvae.threads`)."""
-    if not host_reads_are_free(ae.xp):
-        return None
-    threads = Threads(config.threads)
-    if threads.choice is None:
-        scratch = _build_ae(config, ae.input_dim) if isinstance(ae, AE) else \
-            build_model(config, ae.input_dim)
-        scratch_opt = build_optimizer(config, scratch)
-        xb = x[:min(config.batch_size, x.shape[0]), ...]
-
-        def one_step():
-            scratch.loss(xb, check_values=False)
-            scratch.backward()
-            scratch_opt.step(scratch.grads)
-
-        threads.choose(one_step)
-    return threads
+def _threads(config: TrainConfig, model, x):
+    """The CPU threads for training ``model``, chosen as ``scratchvae train`` chooses them
+    (:func:`scratchvae.train.choose_threads`); ``None`` on a GPU."""
+    build = (lambda: _build_ae(config, model.input_dim)) if isinstance(model, AE) else None
+    return choose_threads(config.threads, config, model, x, build=build)
 
 
 def training_budget(run_dir: Path, epochs: int, batch_size: int) -> dict:
