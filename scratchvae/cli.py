@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -639,7 +640,7 @@ def _cmd_exercises(args) -> int:
     return 0
 
 
-def _cmd_experiment(args) -> int:
+def _cmd_experiment(args, argv) -> int:
     from .experiments import Experiment, ExperimentError, run_experiment
 
     out = Path(args.out or f"runs/{args.name}{'-quick' if args.quick else ''}")
@@ -649,15 +650,14 @@ def _cmd_experiment(args) -> int:
                          backend=args.backend, seed=args.seed, from_run=args.from_run,
                          options=options)
         _writable_dir(out, "--out")
-        run_experiment(exp)
+        run_experiment(exp, command=shlex.join(["scratchvae", *argv]))
     except ExperimentError as err:
         raise UsageError(f"scratchvae experiment: error: {_in_flags(str(err))}") from None
     return 0
 
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
-            "plot": _cmd_plot, "gradcheck": _cmd_gradcheck, "exercises": _cmd_exercises,
-            "experiment": _cmd_experiment}
+            "plot": _cmd_plot, "gradcheck": _cmd_gradcheck, "exercises": _cmd_exercises}
 
 
 def main(argv=None) -> int:
@@ -666,7 +666,10 @@ def main(argv=None) -> int:
     from .train import TrainingError
 
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
         args = build_parser().parse_args(argv)
+        if args.command == "experiment":  # its results.json quotes the command line
+            return _cmd_experiment(args, argv)
         return COMMANDS[args.command](args)
     except UsageError as err:
         print(err, file=sys.stderr)

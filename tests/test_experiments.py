@@ -58,7 +58,7 @@ def test_results_json_records_the_run(fake_experiment, tmp_path, capsys):
     assert results["numbers"] == {"answer": 42.0}
     assert results["setup"] == {"epochs": 1}
     assert results["seed"] == 3 and results["quick"] is True
-    assert results["command"].startswith("scratchvae ")
+    assert results["command"] == f"scratchvae experiment generation --quick --out {out} --seed 3"
     assert results["code_version"] == code_version()
     assert results["wall_seconds"] >= 0
     assert fake_experiment["exp"].options == {}
