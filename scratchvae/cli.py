@@ -270,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(0-9; default: every digit)")
     ex.add_argument("--beta", type=float, help="compression: only this KL weight (> 0; "
                     "default: the whole sweep)")
+    ex.add_argument("--labels", type=int, help="semi-supervised: only this number of "
+                    "labelled training images (default: every count of the experiment)")
     return p
 
 
@@ -644,7 +646,8 @@ def _cmd_experiment(args, argv) -> int:
     from .experiments import Experiment, ExperimentError, run_experiment
 
     out = Path(args.out or f"runs/{args.name}{'-quick' if args.quick else ''}")
-    options = {k: v for k, v in (("digit", args.digit), ("beta", args.beta)) if v is not None}
+    options = {k: v for k, v in (("digit", args.digit), ("beta", args.beta),
+                                            ("labels", args.labels)) if v is not None}
     try:
         exp = Experiment(args.name, out, quick=args.quick, data_dir=args.data_dir,
                          backend=args.backend, seed=args.seed, from_run=args.from_run,

@@ -14,8 +14,9 @@ import json
 import numpy as np
 import pytest
 
+from scratchvae import classifier
 from scratchvae.cli import main
-from scratchvae.experiments import features
+from scratchvae.experiments import common
 from scratchvae.gradcheck import numerical_gradient, rel_error
 
 
@@ -76,20 +77,20 @@ def test_vae_means_stay_near_the_prior_scale(quick):
 def test_cross_entropy_matches_its_definition_and_stays_finite():
     rng = np.random.default_rng(0)
     logits, y = rng.normal(size=(6, 4)) * 3, np.array([0, 3, 1, 1, 2, 0])
-    loss, _ = features.softmax_cross_entropy_forward(logits, y)
+    loss, _ = classifier.softmax_cross_entropy_forward(logits, y)
     direct = np.mean([-np.log(np.exp(a[c]) / np.exp(a).sum())
                       for a, c in zip(logits, y, strict=True)])
     assert loss == pytest.approx(direct, rel=1e-12)
-    big, _ = features.softmax_cross_entropy_forward(logits + 1000.0, y)  # exp(1000) overflows
+    big, _ = classifier.softmax_cross_entropy_forward(logits + 1000.0, y)  # exp(1000) overflows
     assert big == pytest.approx(loss, rel=1e-10)
 
 
 def test_cross_entropy_gradient_matches_finite_differences():
     rng = np.random.default_rng(1)
     logits, y = rng.normal(size=(5, 3)), np.array([2, 0, 1, 1, 0])
-    _, cache = features.softmax_cross_entropy_forward(logits, y)
-    analytic = features.softmax_cross_entropy_backward(cache)
-    numeric = numerical_gradient(lambda: features.softmax_cross_entropy_forward(logits, y)[0],
+    _, cache = classifier.softmax_cross_entropy_forward(logits, y)
+    analytic = classifier.softmax_cross_entropy_backward(cache)
+    numeric = numerical_gradient(lambda: classifier.softmax_cross_entropy_forward(logits, y)[0],
                                  logits)
     assert rel_error(analytic, numeric) < 1e-8
 
@@ -99,7 +100,7 @@ def test_classifier_separates_separable_classes():
     centres = np.array([[4.0, 0.0], [-4.0, 0.0], [0.0, 4.0]])
     y = rng.integers(0, 3, size=300)
     h = centres[y] + rng.normal(size=(300, 2)) * 0.5
-    clf = features.SoftmaxRegression(2, 3, seed=0)
+    clf = classifier.SoftmaxRegression(2, 3, seed=0)
     before = np.mean(clf.predict(h) == y)
     loss = clf.fit(h, y, steps=300, batch_size=32, lr=0.05, weight_decay=0.0)
     assert np.mean(clf.predict(h) == y) == 1.0 and before < 0.9
@@ -108,15 +109,15 @@ def test_classifier_separates_separable_classes():
 
 def test_few_labels_are_balanced_and_distinct():
     y = np.repeat(np.arange(10), 30)
-    idx = features.few_labels(y, 7, seed=0)
+    idx = common.few_labels(y, 7, seed=0)
     assert len(set(idx.tolist())) == 70
     assert np.array_equal(np.bincount(y[idx]), np.full(10, 7))
-    assert not np.array_equal(idx, features.few_labels(y, 7, seed=1))
+    assert not np.array_equal(idx, common.few_labels(y, 7, seed=1))
 
 
 def test_standardize_uses_the_training_statistics():
     h_train = np.array([[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]])
-    a, b = features.standardize(h_train, np.array([[3.0, 6.0]]))
+    a, b = classifier.standardize(h_train, np.array([[3.0, 6.0]]))
     assert np.allclose(a[:, 0].mean(), 0) and np.allclose(a[:, 0].std(), 1)
     assert np.allclose(a[:, 1], 0) and np.allclose(b, [[0.0, 1.0]])  # constant: centred only
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from ..files import atomic_write
 
 #: The experiments, in the order the course teaches them.
-NAMES = ("generation", "anomaly", "compression", "features")
+NAMES = ("generation", "anomaly", "compression", "features", "bits-back", "semi-supervised")
 
 
 class ExperimentError(ValueError):
@@ -104,6 +104,12 @@ class Outcome:
     figures: list[str] = field(default_factory=list)
 
 
+def module_name(name: str) -> str:
+    """The module of this package that holds experiment ``name`` ("bits-back" is in
+    ``bits_back``)."""
+    return name.replace("-", "_")
+
+
 def code_version() -> str:
     """The package version and, inside a git checkout, the commit (``+dirty`` when the
     working tree has changes)."""
@@ -127,7 +133,7 @@ def run_experiment(exp: Experiment, command: str | None = None) -> dict:
     ``command`` is recorded as the command that reproduces the run (default: this
     process's command line).
     """
-    module = importlib.import_module(f"{__name__}.{exp.name}")
+    module = importlib.import_module(f"{__name__}.{module_name(exp.name)}")
     exp.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     outcome = module.run(exp)

@@ -169,3 +169,17 @@ def save_figure(exp: Experiment, fig, filename: str, figures: list) -> None:
 def host(a) -> np.ndarray:
     """A model's array on the host."""
     return to_numpy(a)
+
+
+def few_labels(y, per_class: int, seed: int) -> np.ndarray:
+    """Indices of ``per_class`` training examples of each class, drawn at random
+    (sorted)."""
+    rng = np.random.default_rng(seed)
+    picks = []
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        if members.size < per_class:
+            raise ExperimentError(f"class {c} has only {members.size} training images, "
+                                  f"fewer than the {per_class} labels asked for")
+        picks.append(rng.choice(members, per_class, replace=False))
+    return np.sort(np.concatenate(picks))
