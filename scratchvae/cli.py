@@ -272,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "default: the whole sweep)")
     ex.add_argument("--labels", type=int, help="semi-supervised: only this number of "
                     "labelled training images (default: every count of the experiment)")
+    ex.add_argument("--samples", type=float, help="kingma2014: training samples evaluated per "
+                    "model, e.g. 1e7 (default: the experiment's budget)")
     return p
 
 
@@ -647,7 +649,8 @@ def _cmd_experiment(args, argv) -> int:
 
     out = Path(args.out or f"runs/{args.name}{'-quick' if args.quick else ''}")
     options = {k: v for k, v in (("digit", args.digit), ("beta", args.beta),
-                                            ("labels", args.labels)) if v is not None}
+                                            ("labels", args.labels),
+                                            ("samples", args.samples)) if v is not None}
     try:
         exp = Experiment(args.name, out, quick=args.quick, data_dir=args.data_dir,
                          backend=args.backend, seed=args.seed, from_run=args.from_run,

@@ -24,7 +24,7 @@ from scratchvae.train import TrainConfig
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["experiment", "dreams"], "NAME must be one of generation, anomaly, compression, "
-     "features, bits-back, semi-supervised"),
+     "features, bits-back, semi-supervised, gan, compare, collapse, kingma2014, nll"),
     (["experiment", "generation", "--seed", "-1"], "--seed must be an integer >= 0"),
     (["experiment", "generation", "--from", "/nonexistent/run"], "--from /nonexistent/run: "
      "no checkpoint.npz there"),

@@ -29,7 +29,8 @@ from pathlib import Path
 from ..files import atomic_write
 
 #: The experiments, in the order the course teaches them.
-NAMES = ("generation", "anomaly", "compression", "features", "bits-back", "semi-supervised")
+NAMES = ("generation", "anomaly", "compression", "features", "bits-back", "semi-supervised",
+         "gan", "compare", "collapse", "kingma2014", "nll")
 
 
 class ExperimentError(ValueError):
