@@ -69,6 +69,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     latent_dim: int = 20
     hidden_dims: tuple = (400,)
+    decoder_hidden_dims: tuple | None = None
     activation: str = "relu"
     likelihood: str = "bernoulli"
     sigma_dec: float | str = 1.0
@@ -119,19 +120,28 @@ class TrainConfig:
             raise ValueError(f"n_validation must be an integer >= 0, got {self.n_validation!r}")
         check_threads(self.threads)
         self.likelihood = check_likelihood(self.likelihood)  # a former name: warned, mapped
-        if any(not isinstance(h, int) or h < 1 for h in self.hidden_dims):
-            raise ValueError(f"hidden_dims must be integers >= 1, got {self.hidden_dims!r}")
+        for name in ("hidden_dims", "decoder_hidden_dims"):
+            dims = getattr(self, name)
+            if dims is not None and any(not isinstance(h, int) or isinstance(h, bool) or h < 1
+                                        for h in dims):
+                raise ValueError(f"{name} must be integers >= 1, got {dims!r}")
         return self
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d["hidden_dims"] = list(self.hidden_dims)
+        if self.decoder_hidden_dims is None:  # a mirrored decoder: configs stay as they were
+            del d["decoder_hidden_dims"]
+        else:
+            d["decoder_hidden_dims"] = list(self.decoder_hidden_dims)
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> TrainConfig:
         d = dict(d)
         d["hidden_dims"] = tuple(d["hidden_dims"])
+        if d.get("decoder_hidden_dims") is not None:
+            d["decoder_hidden_dims"] = tuple(d["decoder_hidden_dims"])
         return cls(**d)
 
 
@@ -143,7 +153,8 @@ def build_model(config: TrainConfig, input_dim: int) -> VAE:
                n_samples=config.n_samples, beta=config.beta, free_bits=config.free_bits,
                sigma_dec=config.sigma_dec, mean_activation=config.mean_activation,
                init=config.init, backend=config.backend, device=config.device,
-               dtype=config.dtype, seed=config.seed)
+               dtype=config.dtype, seed=config.seed,
+               decoder_hidden_dims=config.decoder_hidden_dims)
 
 
 def build_optimizer(config: TrainConfig, model):
@@ -179,12 +190,19 @@ def load_data(config: TrainConfig, progress=None):
     return ds, x_train, x_val, x_test, y_test
 
 
+def decoder_dims(config: TrainConfig) -> tuple:
+    """The decoder's hidden layer sizes, from z to x."""
+    if config.decoder_hidden_dims is None:
+        return tuple(config.hidden_dims[::-1])
+    return tuple(config.decoder_hidden_dims)
+
+
 def param_count(config: TrainConfig) -> int:
     """The number of parameters of the model ``config`` describes (without building it)."""
     d_x = math.prod(datasets.IMAGE_SHAPES[config.dataset])
     d_out = 2 * d_x if config.likelihood == "gaussian_per_pixel" else d_x
     enc = (d_x, *config.hidden_dims)
-    dec = (config.latent_dim, *config.hidden_dims[::-1])
+    dec = (config.latent_dim, *decoder_dims(config))
     shared_logvar = config.likelihood == "gaussian" and config.sigma_dec == "learned"
     return (sum(a * b + b for a, b in itertools.pairwise(enc))
             + 2 * (enc[-1] + 1) * config.latent_dim       # the mu and logvar heads
@@ -200,7 +218,8 @@ def training_bytes(config: TrainConfig) -> int:
     d_x = math.prod(datasets.IMAGE_SHAPES[config.dataset])
     itemsize = 8 if config.dtype == "float64" else 4
     n_data = {"frey": 1965}.get(config.dataset, 70_000)
-    width = 3 * d_x + 2 * sum(config.hidden_dims) + 4 * config.latent_dim
+    width = 3 * d_x + sum(config.hidden_dims) + sum(decoder_dims(config)) \
+        + 4 * config.latent_dim
     return itemsize * (6 * param_count(config) + n_data * d_x
                        + 4 * config.batch_size * config.n_samples * width)
 

@@ -49,8 +49,9 @@ class VAE(Model):
     input_dim : int
         Data dimension D (784 for MNIST).
     hidden_dims : tuple of int
-        Hidden layer sizes of the encoder; the decoder mirrors them. ``()`` gives
-        affine encoder and decoder (the linear-Gaussian VAE).
+        Hidden layer sizes of the encoder; the decoder mirrors them unless
+        ``decoder_hidden_dims`` is given. ``()`` gives affine encoder and decoder (the
+        linear-Gaussian VAE).
     latent_dim : int
         Dimension d of z.
     likelihood : {"bernoulli", "gaussian", "gaussian_per_pixel"}
@@ -85,6 +86,10 @@ class VAE(Model):
     device : optional
         Where the model lives: a GPU index or ``cupy.cuda.Device`` for ``"cupy"``
         (default: the current GPU), a device of ``"array_api_strict"``.
+    decoder_hidden_dims : tuple of int, optional
+        Hidden layer sizes of the decoder, from z to x (default: ``hidden_dims``
+        reversed). A decoder stronger than its encoder is one way to provoke posterior
+        collapse (``notebooks/16_posterior_collapse.ipynb``).
     """
 
     def __init__(self, input_dim: int, hidden_dims=(400,), latent_dim: int = 20,
@@ -92,9 +97,12 @@ class VAE(Model):
                  estimator: str = "B", n_samples: int = 1, beta: float = 1.0,
                  free_bits: float = 0.0, sigma_dec=1.0, mean_activation: str = "identity",
                  init: str = "pytorch", backend: str = "numpy",
-                 dtype: str = "float32", seed: int = 0, device=None):
+                 dtype: str = "float32", seed: int = 0, device=None,
+                 decoder_hidden_dims=None):
         super().__init__(input_dim, backend, dtype, seed, device)
         self._architecture(hidden_dims, latent_dim, likelihood, activation, init)
+        self.decoder_hidden_dims = self.hidden_dims[::-1] if decoder_hidden_dims is None else \
+            tuple(check_int(h, "decoder_hidden_dims entries") for h in decoder_hidden_dims)
         self.estimator = check_choice(estimator, "estimator", ESTIMATORS)
         self.n_samples = check_int(n_samples, "n_samples")
         self.beta = float(beta)
@@ -109,19 +117,23 @@ class VAE(Model):
         self.encoder = GaussianEncoder(input_dim, self.hidden_dims, latent_dim,
                                        activation, init)
         self.mean_activation = mean_activation
-        self.decoder = Decoder(latent_dim, self.hidden_dims[::-1], input_dim, self.likelihood,
-                               activation, init, self.sigma_dec, mean_activation)
+        self.decoder = Decoder(latent_dim, self.decoder_hidden_dims, input_dim,
+                               self.likelihood, activation, init, self.sigma_dec,
+                               mean_activation)
         self._build([self.encoder, self.decoder])
 
     def config(self) -> dict:
         """The constructor arguments that define this model: ``sv.VAE(**model.config())``
         builds the same architecture, with the same initial parameters."""
-        return dict(input_dim=self.input_dim, hidden_dims=list(self.hidden_dims),
-                    latent_dim=self.latent_dim, likelihood=self.likelihood,
-                    activation=self.activation, estimator=self.estimator,
-                    n_samples=self.n_samples, beta=self.beta, free_bits=self.free_bits,
-                    sigma_dec=self.sigma_dec, mean_activation=self.mean_activation,
-                    init=self.init, dtype=self.dtype_name, seed=self.seed)
+        config = dict(input_dim=self.input_dim, hidden_dims=list(self.hidden_dims),
+                      latent_dim=self.latent_dim, likelihood=self.likelihood,
+                      activation=self.activation, estimator=self.estimator,
+                      n_samples=self.n_samples, beta=self.beta, free_bits=self.free_bits,
+                      sigma_dec=self.sigma_dec, mean_activation=self.mean_activation,
+                      init=self.init, dtype=self.dtype_name, seed=self.seed)
+        if self.decoder_hidden_dims != self.hidden_dims[::-1]:  # only when it is not a mirror
+            config["decoder_hidden_dims"] = list(self.decoder_hidden_dims)
+        return config
 
     # ---- noise ------------------------------------------------------------------
     def _noise(self, eps, n: int, n_samples, check_values: bool = True):

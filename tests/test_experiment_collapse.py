@@ -1,7 +1,7 @@
 """The collapse experiment: KL per unit, active units, ELBO and log p(x) of six VAEs.
 
 The quick mode runs once through the command line and trains every variant (plain,
-warm-up, free bits, beta 0.5, beta 2, the stronger networks). Its numbers are checked
+warm-up, free bits, beta 0.5, beta 2, the stronger decoder). Its numbers are checked
 against what they claim to be: the active units against a recount from the trained
 models' posterior means, the KL per unit against the ELBO's KL term, the importance-
 weighted bound against the ELBO, the free-bits floor in the trained model's loss, and the
@@ -54,8 +54,9 @@ def test_results_record_every_variant_and_its_budget(quick):
     assert settings["warmup"]["warmup_epochs"] == 2 and settings["plain"]["warmup_epochs"] == 0
     assert settings["free-bits"]["free_bits"] == collapse.FREE_BITS
     assert (settings["beta-0.5"]["beta"], settings["beta-2"]["beta"]) == (0.5, 2.0)
-    assert settings["stronger"]["hidden_dims"] == [400, 400]
-    assert settings["plain"]["hidden_dims"] == [200]
+    assert settings["stronger"]["decoder_hidden_dims"] == [400, 400]
+    assert settings["stronger"]["hidden_dims"] == settings["plain"]["hidden_dims"] == [200]
+    assert "decoder_hidden_dims" not in settings["plain"]
     for r in rows.values():
         assert len(r["kl_per_dim"]) == 50 and len(r["posterior_mean_variance"]) == 50
     assert set(results["figures"]) == {"kl_per_unit.png", "unit_activity.png"}
@@ -69,10 +70,11 @@ def test_the_configurations_differ_only_in_their_remedy(quick):
     out = quick[1]
     plain = json.loads((out / "models" / "plain" / "config.json").read_text())
     changed = {"warmup": {"warmup_epochs"}, "free-bits": {"free_bits"}, "beta-0.5": {"beta"},
-               "beta-2": {"beta"}, "stronger": {"hidden_dims"}}
+               "beta-2": {"beta"}, "stronger": {"decoder_hidden_dims"}}
     for name, fields in changed.items():
         cfg = json.loads((out / "models" / name / "config.json").read_text())
-        assert {k for k in cfg if cfg[k] != plain[k]} == fields, name
+        assert {k for k in cfg.keys() | plain.keys() if cfg.get(k) != plain.get(k)} == fields, \
+            name
     assert plain["binarize"] == "dynamic" and plain["latent_dim"] == 50
 
 

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from scratchvae import checkpoint
-from scratchvae.train import TrainConfig, TrainingError, build_model, load_data, train
+from scratchvae.gradcheck import check_model
+from scratchvae.train import (
+    TrainConfig,
+    TrainingError,
+    build_model,
+    load_data,
+    param_count,
+    train,
+)
 
 pytestmark = pytest.mark.usefixtures("data_dir")
 
@@ -106,3 +114,22 @@ def test_validation_split_is_held_out_and_reported(tmp_path):
     _, x_train, x_val, x_test, _ = load_data(config)
     assert x_train.shape == (500, 784) and x_val.shape == (100, 784)
     assert set(np.unique(x_val)) <= {0.0, 1.0} and set(np.unique(x_test)) <= {0.0, 1.0}
+
+
+def test_a_decoder_wider_than_its_encoder():
+    config = TrainConfig(dataset="frey", hidden_dims=(8,), decoder_hidden_dims=(16, 12),
+                         latent_dim=3, dtype="float64").validate()
+    model = build_model(config, input_dim=560)
+    assert model.params["dec.0.W"].shape == (3, 16) and model.params["dec.1.W"].shape == (16, 12)
+    assert model.params.flat.size == param_count(config)
+    rng = np.random.default_rng(0)
+    x, eps = rng.random((5, 560)), rng.standard_normal((5, 3))
+    assert check_model(model, x, eps, method="directional").passed(1e-6)
+    # the configuration round-trips, and a mirrored decoder keeps configs as they were
+    assert TrainConfig.from_json(config.to_json()) == config
+    assert "decoder_hidden_dims" not in TrainConfig().to_json()
+    again = type(model)(**model.config())
+    assert np.array_equal(again.params.flat, model.params.flat)
+    assert "decoder_hidden_dims" not in build_model(TrainConfig(), 784).config()
+    with pytest.raises(ValueError, match="decoder_hidden_dims"):
+        TrainConfig(decoder_hidden_dims=(0,)).validate()
