@@ -34,7 +34,7 @@ def model_dir(exp: Experiment, name: str) -> Path:
     return exp.out / "models" / name
 
 
-def _finished_epochs(run_dir: Path, config: dict) -> int:
+def finished_epochs(run_dir: Path, config: dict) -> int:
     """Epochs already trained in ``run_dir`` for ``config`` (0: nothing there)."""
     path = run_dir / "checkpoint.npz"
     if not path.is_file():
@@ -56,7 +56,7 @@ def train_vae(exp: Experiment, name: str, config: TrainConfig, input_dim: int):
     config.backend = exp.backend
     run_dir = model_dir(exp, name)
     config.validate()
-    done = _finished_epochs(run_dir, config.to_json())
+    done = finished_epochs(run_dir, config.to_json())
     if done < config.epochs:
         exp.log(f"training {name}: epochs {done + 1}-{config.epochs}")
         train(config, run_dir, resume=done > 0, quiet=True)
@@ -85,7 +85,7 @@ def train_on_array(exp: Experiment, name: str, x_train, config: TrainConfig, kin
     ae = _build_ae(config, x_train.shape[1]) if kind == "ae" else \
         build_model(config, x_train.shape[1])
     opt = build_optimizer(config, ae)
-    done = _finished_epochs(run_dir, config.to_json())
+    done = finished_epochs(run_dir, config.to_json())
     if done:
         checkpoint.restore(run_dir / "checkpoint.npz", ae, opt)
     else:

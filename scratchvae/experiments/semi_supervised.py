@@ -65,8 +65,8 @@ from ..train import TrainConfig
 from . import Experiment, ExperimentError, Outcome
 from .common import (
     PCA,
-    _finished_epochs,
     few_labels,
+    finished_epochs,
     host,
     model_dir,
     save_figure,
@@ -165,7 +165,7 @@ def train_m2(exp: Experiment, name: str, x_l, y_l, x_u, x_test, y_test, spec: di
     model = M2(input_dim, 10, spec["hidden"], spec["latent"], likelihood,
                alpha=ALPHA, backend=exp.backend, seed=exp.seed)
     opt = Adam(model.params, lr=M2_LR)
-    done = _finished_epochs(run_dir, config)
+    done = finished_epochs(run_dir, config)
     if done:
         checkpoint.restore(run_dir / "checkpoint.npz", model, opt)
     else:
