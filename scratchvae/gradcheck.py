@@ -61,6 +61,9 @@ def numerical_gradient(f, x, h: float = 1e-6):
 def check_layer(forward, backward, inputs: dict, seed: int = 0, h: float = 1e-6) -> dict:
     r"""Check a forward/backward pair against finite differences.
 
+    The scalar tested is :math:`\sum_k \text{dout}_k\, \text{out}_k` for a random
+    ``dout``, so every entry of the Jacobian contributes.
+
     Parameters
     ----------
     forward : callable ``forward(**inputs) -> (out, cache)``
@@ -68,9 +71,9 @@ def check_layer(forward, backward, inputs: dict, seed: int = 0, h: float = 1e-6)
         order of ``inputs`` (a single array if there is one input)
     inputs : dict name -> float64 array (host NumPy or any backend)
 
-    The scalar tested is :math:`\sum_k \text{dout}_k\, \text{out}_k` for a random
-    ``dout``, so every entry of the Jacobian contributes. Returns
-    ``{name: rel_error}``.
+    Returns
+    -------
+    dict ``{name: rel_error}``
     """
     for name, x in inputs.items():
         _require_float64(x, name)

@@ -202,7 +202,10 @@ def write_student_versions(out_dir, sources=("notebooks", "derivations"),
     """Write the student version of every notebook with exercises under ``sources``.
 
     A notebook without exercise cells has nothing to fill in and is not copied (read it
-    where it is).
+    where it is). Where the notebooks have tagged exercises, ``out_dir/test_exercises.py``
+    and ``out_dir/pytest.ini`` are written too: ``pytest -m ex_kl`` there runs the checks
+    of one exercise on the student's own functions (:func:`run_exercise`). Each file is
+    written atomically.
 
     Parameters
     ----------
@@ -215,11 +218,10 @@ def write_student_versions(out_dir, sources=("notebooks", "derivations"),
     root : path, optional
         Where the folders are (default: the current directory).
 
-    Where the notebooks have tagged exercises, ``out_dir/test_exercises.py`` and
-    ``out_dir/pytest.ini`` are written too: ``pytest -m ex_kl`` there runs the checks of
-    one exercise on the student's own functions (:func:`run_exercise`).
-
-    Returns the paths written, in order. Each file is written atomically.
+    Returns
+    -------
+    list of Path
+        The paths written, in order.
     """
     root = Path.cwd() if root is None else Path(root)
     out_dir = Path(out_dir)

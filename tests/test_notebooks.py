@@ -8,6 +8,10 @@ smaller subsets) and the repository on ``PYTHONPATH``, so ``import scratchvae`` 
 whether or not the package is installed. The execution time of every notebook is
 listed at the end of the run.
 
+Each execution is also kept in the course website's jupyter-cache (``build/jupyter_cache``,
+where the site's packages are installed), so that ``scratchvae-course build`` and
+``tests/test_site.py`` later in the same run read it instead of executing the notebook again.
+
 A notebook that needs an optional package names it in its metadata,
 ``{"scratchvae": {"requires": ["torch"]}}``; where that package cannot be imported, the
 notebook (and its student version) is skipped, with the command that installs it.
@@ -15,10 +19,12 @@ notebook (and its student version) is skipped, with the command that installs it
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -94,11 +100,13 @@ def _execute(path: Path, cwd: Path, label: str, timings: dict) -> str:
     """Run the notebook at ``path`` in a fresh python3 kernel started in ``cwd``; return
     the text it printed (streams and plain-text results)."""
     notebook = nbformat.read(path, as_version=4)
+    source = copy.deepcopy(notebook)
     client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                                      resources={"metadata": {"path": str(cwd)}})
     start = time.perf_counter()
     client.execute()
     timings[label] = time.perf_counter() - start
+    _share_with_the_site(source, notebook, label, timings[label])
     print(f"{label}: {timings[label]:.1f} s")
     texts = []
     for cell in notebook.cells:
@@ -107,6 +115,22 @@ def _execute(path: Path, cwd: Path, label: str, timings: dict) -> str:
                 texts.append(output.get("text", ""))
             texts.append(output.get("data", {}).get("text/plain", ""))
     return "".join(texts)
+
+
+def _share_with_the_site(source, executed, label: str, seconds: float) -> None:
+    """Keep an execution in the site's jupyter-cache, keyed by the notebook's code, where
+    the site build finds it. Only where the site's packages are installed; a cache that
+    cannot be written (another process holding it) only costs the site an execution."""
+    try:
+        import jupyter_cache  # noqa: F401
+
+        from scratchvae.course_site import default_cache, store_executed
+    except ImportError:
+        return
+    try:
+        store_executed(default_cache(ROOT), source, executed, label, seconds)
+    except Exception as err:  # the cache is an optimization, never a reason to fail
+        warnings.warn(f"{label}: not stored in the site's cache: {err}", stacklevel=2)
 
 
 def test_notebooks_are_found():
