@@ -34,7 +34,6 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
-import json
 import lzma
 import math
 import time
@@ -43,12 +42,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import bits_back as bb
-from .. import checkpoint
 from ..datasets import binarize, load
 from ..evaluate import elbo
-from ..train import TrainConfig, build_model
+from ..train import TrainConfig
 from . import Experiment, ExperimentError, Outcome
-from .common import save_figure, train_vae, training_budget
+from .common import save_figure, train_vae, vae_from_run
 
 
 @dataclass(frozen=True)
@@ -168,21 +166,8 @@ def _plot_methods(bpp: dict):
 # ---- the experiment -----------------------------------------------------------------------
 
 def _from_run(exp: Experiment):
-    path = exp.from_run / "config.json"
-    if not path.is_file():
-        raise ExperimentError(f"--from {exp.from_run}: no config.json there (give a folder "
-                              f"written by scratchvae train)")
-    config = TrainConfig.from_json(json.loads(path.read_text()))
-    if config.dataset != "mnist" or config.likelihood != "bernoulli":
-        raise ExperimentError(f"--from {exp.from_run}: bits-back needs a Bernoulli VAE "
-                              f"trained on mnist, this one is {config.likelihood} on "
-                              f"{config.dataset}")
-    config.backend = exp.backend
-    model = build_model(config, 784)
-    epoch = checkpoint.restore(exp.from_run / "checkpoint.npz", model)["epoch"]
-    budget = {"epochs": epoch, "batch_size": config.batch_size}
-    if (exp.from_run / "metrics.jsonl").is_file():
-        budget = training_budget(exp.from_run, epoch, config.batch_size)
+    """The VAE of ``--from`` and its budget."""
+    model, config, budget = vae_from_run(exp, "bits-back", "bernoulli")
     return model, {"run": str(exp.from_run), "binarize": config.binarize, **budget}
 
 

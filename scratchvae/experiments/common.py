@@ -183,3 +183,27 @@ def few_labels(y, per_class: int, seed: int) -> np.ndarray:
                                   f"fewer than the {per_class} labels asked for")
         picks.append(rng.choice(members, per_class, replace=False))
     return np.sort(np.concatenate(picks))
+
+
+def vae_from_run(exp: Experiment, purpose: str, likelihood: str | None = None):
+    """The VAE of ``--from RUN`` (a folder written by ``scratchvae train``, trained on
+    MNIST, with ``likelihood`` when one is named), on ``exp``'s backend.
+
+    Returns ``(model, config, budget)``; raises :class:`ExperimentError` naming the run
+    and what ``purpose`` needs when the run does not fit."""
+    path = exp.from_run / "config.json"
+    if not path.is_file():
+        raise ExperimentError(f"--from {exp.from_run}: no config.json there (give a folder "
+                              f"written by scratchvae train)")
+    config = TrainConfig.from_json(json.loads(path.read_text()))
+    if config.dataset != "mnist" or likelihood not in (None, config.likelihood):
+        kind = f"a {likelihood.capitalize()} VAE" if likelihood else "a VAE"
+        raise ExperimentError(f"--from {exp.from_run}: {purpose} needs {kind} trained on "
+                              f"mnist, this one is {config.likelihood} on {config.dataset}")
+    config.backend = exp.backend
+    model = build_model(config, 784)
+    epoch = checkpoint.restore(exp.from_run / "checkpoint.npz", model)["epoch"]
+    budget = {"epochs": epoch, "batch_size": config.batch_size}
+    if (exp.from_run / "metrics.jsonl").is_file():
+        budget = training_budget(exp.from_run, epoch, config.batch_size)
+    return model, config, budget

@@ -40,20 +40,18 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from .. import checkpoint
 from ..datasets import load
 from ..evaluate import active_units, elbo
 from ..threads import AUTO, Threads
-from ..train import TrainConfig, build_model
+from ..train import TrainConfig
 from . import Experiment, ExperimentError, Outcome
-from .common import PCA, host, save_figure, train_vae, training_budget
+from .common import PCA, host, save_figure, train_vae, vae_from_run
 
 #: Where the compressed sizes are compared: the best PSNR each codec reaches at most at
 #: these bytes per image.
@@ -408,21 +406,8 @@ def _plot_reconstructions(image_shape, shown):
 # ---- the experiment -----------------------------------------------------------------------
 
 def _from_run(exp: Experiment):
-    """The VAE of ``--from`` (trained on MNIST) and its budget."""
-    path = exp.from_run / "config.json"
-    if not path.is_file():
-        raise ExperimentError(f"--from {exp.from_run}: no config.json there (give a folder "
-                              f"written by scratchvae train)")
-    config = TrainConfig.from_json(json.loads(path.read_text()))
-    if config.dataset != "mnist":
-        raise ExperimentError(f"--from {exp.from_run}: compression needs a VAE trained on "
-                              f"mnist, this one was trained on {config.dataset}")
-    config.backend = exp.backend
-    model = build_model(config, 784)
-    epoch = checkpoint.restore(exp.from_run / "checkpoint.npz", model)["epoch"]
-    budget = {"epochs": epoch, "batch_size": config.batch_size}
-    if (exp.from_run / "metrics.jsonl").is_file():
-        budget = training_budget(exp.from_run, epoch, config.batch_size)
+    """The VAE of ``--from`` and its budget."""
+    model, config, budget = vae_from_run(exp, "compression", None)
     return model, {"run": str(exp.from_run), "beta": config.beta, **budget}
 
 
