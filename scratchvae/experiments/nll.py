@@ -269,7 +269,7 @@ def _stage_end(schedule, stage: int) -> int:
 
 def _budget(run_dir, config: TrainConfig) -> dict:
     """Epochs, stages, batch size, optimizer steps and the training seconds summed over
-    ``metrics.jsonl`` (over every session of a resumed run)."""
+    ``metrics.jsonl`` (over every sitting of a resumed run)."""
     lines = [json.loads(line) for line in
              (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     n = (config.n_train or 60_000) - config.n_validation  # the training split's images
