@@ -86,7 +86,7 @@ SETTINGS = {
     "full": dict(n_train=60000, n_test=10000, counts=(100, 600, 1000, 3000), draws=5,
                  pca_k=50,
                  m1=dict(hidden=(600, 600), latent=50, epochs=20),
-                 m2=dict(hidden=(500,), latent=50, epochs=20, n_unlabelled=None,
+                 m2=dict(hidden=(500,), latent=50, epochs=100, n_unlabelled=None,
                          batch_unlabelled=100, batch_labelled=100, weighting="balanced"),
                  m1m2=dict(hidden=(500,), latent=50, epochs=20, n_unlabelled=None,
                            batch_unlabelled=100, batch_labelled=100, weighting="balanced"),
