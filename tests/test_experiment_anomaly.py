@@ -149,7 +149,6 @@ def test_out_of_distribution_both_directions(quick):
 @pytest.mark.parametrize("args, word", [
     (["--digit", "12"], "--digit must be an integer 0-9"),
     (["--digit", "-1"], "--digit must be an integer 0-9"),
-    (["--beta", "1"], "--beta is not used by the anomaly experiment"),
 ])
 def test_bad_options_exit_2_with_one_line(args, word, tmp_path, capsys):
     assert main(["experiment", "anomaly", "--quick", "--out", str(tmp_path), *args]) == 2

@@ -224,13 +224,6 @@ def test_buckets_have_equal_prior_mass():
 
 # ---- options -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, word", [(["--digit", "3"], "--digit"),
-                                        (["--beta", "2"], "--beta")])
-def test_bad_options_exit_2_with_one_line(args, word, tmp_path, capsys):
-    assert main(["experiment", "bits-back", "--quick", "--out", str(tmp_path), *args]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and word in err, err
-
 
 def test_from_a_gaussian_run_is_refused(quick, tmp_path):
     out, _ = quick

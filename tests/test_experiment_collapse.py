@@ -152,28 +152,6 @@ def test_table_lists_every_variant(quick):
     assert lines[2].startswith("plain ELBO") and "/50" in lines[2]
 
 
-@pytest.mark.parametrize("args, word", [
-    (["--digit", "3"], "--digit"),
-    (["--beta", "2.0"], "--beta"),
-    (["--labels", "100"], "--labels"),
-])
-def test_options_it_does_not_take_exit_2_with_one_line(args, word, tmp_path, capsys):
-    assert main(["experiment", "collapse", "--quick", "--out", str(tmp_path), *args]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1, err
-    assert word in err and "Traceback" not in err
-
-
-def test_a_trained_run_is_refused_with_one_line(tmp_path, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "checkpoint.npz").write_bytes(b"")
-    assert main(["experiment", "collapse", "--quick", "--out", str(tmp_path / "out"),
-                 "--from", str(run)]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "--from" in err, err
-
-
 def test_the_same_command_again_reuses_models_and_evaluations(quick, data_dir, capsys):
     results, out = quick
     capsys.readouterr()

@@ -116,14 +116,3 @@ def test_the_classifier_learns_separable_classes_and_gives_128_features():
     assert np.mean(clf.predict(x) == y) == 1.0 and before < 0.5
     feats = clf.features(x[:7])
     assert feats.shape == (7, 128) and feats.min() >= 0          # after a ReLU
-
-
-@pytest.mark.parametrize("args, word", [
-    (["--digit", "3"], "--digit"),
-    (["--beta", "1.0"], "--beta"),
-])
-def test_options_it_does_not_take_exit_2_with_one_line(args, word, tmp_path, capsys):
-    assert main(["experiment", "compare", "--quick", "--out", str(tmp_path), *args]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1, err
-    assert word in err and "Traceback" not in err

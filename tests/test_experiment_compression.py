@@ -186,7 +186,6 @@ def test_from_loads_the_run_it_names(quick):
 # ---- bad options -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, word", [
-    (["--digit", "3"], "--digit"),
     (["--beta", "0"], "--beta"),
     (["--beta", "-1"], "--beta"),
     (["--beta", "nan"], "--beta"),

@@ -120,24 +120,3 @@ def test_standardize_uses_the_training_statistics():
     a, b = classifier.standardize(h_train, np.array([[3.0, 6.0]]))
     assert np.allclose(a[:, 0].mean(), 0) and np.allclose(a[:, 0].std(), 1)
     assert np.allclose(a[:, 1], 0) and np.allclose(b, [[0.0, 1.0]])  # constant: centred only
-
-
-@pytest.mark.parametrize("args, word", [
-    (["--digit", "3"], "--digit"),
-    (["--beta", "1.0"], "--beta"),
-])
-def test_options_it_does_not_take_exit_2_with_one_line(args, word, tmp_path, capsys):
-    assert main(["experiment", "features", "--quick", "--out", str(tmp_path), *args]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1, err
-    assert word in err and "Traceback" not in err
-
-
-def test_a_trained_run_is_refused_with_one_line(tmp_path, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "checkpoint.npz").write_bytes(b"")
-    assert main(["experiment", "features", "--quick", "--out", str(tmp_path / "out"),
-                 "--from", str(run)]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "--from" in err, err

@@ -71,24 +71,3 @@ def test_rerunning_reuses_the_trained_gan(quick, data_dir, capsys):
     assert "training the GAN" not in capsys.readouterr().out
     again = json.loads((out / "results.json").read_text())
     assert again["numbers"]["per_epoch"] == results["numbers"]["per_epoch"]
-
-
-@pytest.mark.parametrize("args, word", [
-    (["--digit", "3"], "--digit"),
-    (["--beta", "1.0"], "--beta"),
-])
-def test_options_it_does_not_take_exit_2_with_one_line(args, word, tmp_path, capsys):
-    assert main(["experiment", "gan", "--quick", "--out", str(tmp_path), *args]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1, err
-    assert word in err and "Traceback" not in err
-
-
-def test_a_trained_run_is_refused_with_one_line(tmp_path, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "checkpoint.npz").write_bytes(b"")
-    assert main(["experiment", "gan", "--quick", "--out", str(tmp_path / "out"),
-                 "--from", str(run)]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "--from" in err, err

@@ -83,14 +83,6 @@ def test_interpolations_and_traversals(quick):
         assert 0 <= vae["active_units"] <= g.LATENT_DIM
 
 
-@pytest.mark.parametrize("args, flag", [(["--digit", "3"], "--digit"),
-                                        (["--beta", "2"], "--beta")])
-def test_options_it_does_not_take_exit_2_with_one_line(tmp_path, capsys, args, flag):
-    assert main(["experiment", "generation", "--quick", "--out", str(tmp_path), *args]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and flag in err and "generation" in err
-
-
 def test_from_a_run_of_another_data_set_exits_2(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

@@ -158,21 +158,9 @@ def test_another_configuration_in_the_same_folder_is_refused(tmp_path):
 @pytest.mark.parametrize("args, word", [
     (["--samples", "0"], "--samples"),
     (["--samples", "nan"], "--samples"),
-    (["--digit", "3"], "--digit"),
-    (["--beta", "1.0"], "--beta"),
 ])
 def test_bad_options_exit_2_with_one_line(args, word, tmp_path, capsys):
     assert main(["experiment", "kingma2014", "--quick", "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     assert word in err and "Traceback" not in err
-
-
-def test_a_trained_run_is_refused_with_one_line(tmp_path, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "checkpoint.npz").write_bytes(b"")
-    assert main(["experiment", "kingma2014", "--quick", "--out", str(tmp_path / "out"),
-                 "--from", str(run)]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "--from" in err, err

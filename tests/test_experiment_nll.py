@@ -174,29 +174,6 @@ def test_a_folder_trained_otherwise_is_refused(quick, data_dir, capsys):
     assert len(err.strip().splitlines()) == 1 and "another configuration" in err, err
 
 
-@pytest.mark.parametrize("args, word", [
-    (["--digit", "3"], "--digit"),
-    (["--beta", "1.0"], "--beta"),
-    (["--labels", "100"], "--labels"),
-    (["--samples", "1e6"], "--samples"),
-])
-def test_options_it_does_not_take_exit_2_with_one_line(args, word, tmp_path, capsys):
-    assert main(["experiment", "nll", "--quick", "--out", str(tmp_path), *args]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1, err
-    assert word in err and "Traceback" not in err
-
-
-def test_a_trained_run_is_refused_with_one_line(tmp_path, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "checkpoint.npz").write_bytes(b"")
-    assert main(["experiment", "nll", "--quick", "--out", str(tmp_path / "out"),
-                 "--from", str(run)]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "--from" in err, err
-
-
 def test_protocol_and_stages_are_checked():
     with pytest.raises(ValueError, match="protocol"):
         nll.model_config("static", nll.SETTINGS["quick"], 0)

@@ -128,8 +128,6 @@ def test_mean_std_is_in_percent_with_the_sample_deviation():
     (["--labels", "7"], "--labels"),
     (["--labels", "0"], "--labels"),
     (["--labels", "100000"], "--labels"),
-    (["--digit", "3"], "--digit"),
-    (["--beta", "1.0"], "--beta"),
 ])
 def test_bad_options_exit_2_with_one_line(args, word, tmp_path, capsys, data_dir):
     assert main(["experiment", "semi-supervised", "--quick", "--out", str(tmp_path),
@@ -137,13 +135,3 @@ def test_bad_options_exit_2_with_one_line(args, word, tmp_path, capsys, data_dir
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     assert word in err and "Traceback" not in err
-
-
-def test_a_trained_run_is_refused_with_one_line(tmp_path, capsys, data_dir):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "checkpoint.npz").write_bytes(b"")
-    assert main(["experiment", "semi-supervised", "--quick", "--out", str(tmp_path / "out"),
-                 "--data-dir", str(data_dir), "--from", str(run)]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "--from" in err, err

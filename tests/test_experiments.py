@@ -12,13 +12,14 @@ import pytest
 
 from scratchvae.cli import main
 from scratchvae.experiments import (
+    NAMES,
     Experiment,
     ExperimentError,
     Outcome,
     code_version,
     run_experiment,
 )
-from scratchvae.experiments.common import PCA, train_ae, train_vae
+from scratchvae.experiments.common import OPTIONS, PCA, train_ae, train_vae
 from scratchvae.train import TrainConfig
 
 
@@ -34,6 +35,48 @@ def test_bad_settings_exit_2_with_one_line(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert message in err, err
+
+
+#: What each experiment takes: its own options (of common.OPTIONS), and whether --from.
+TAKES = {"generation": ((), True), "anomaly": (("digit",), False),
+         "compression": (("beta",), True), "features": ((), False),
+         "bits-back": ((), True), "semi-supervised": (("labels",), False),
+         "gan": ((), False), "compare": ((), False), "collapse": ((), False),
+         "kingma2014": (("samples",), False), "nll": ((), False)}
+VALUES = {"digit": "3", "beta": "1.0", "labels": "100", "samples": "1e6"}
+
+
+def test_every_experiment_says_what_it_takes():
+    assert set(TAKES) == set(NAMES)
+    assert set(VALUES) == set(OPTIONS)
+
+
+@pytest.mark.parametrize(("name", "option"), [(name, option) for name in NAMES
+                                              for option in OPTIONS
+                                              if option not in TAKES[name][0]])
+def test_an_option_an_experiment_does_not_take_exits_2_naming_it(name, option, tmp_path,
+                                                                capsys):
+    """Refused before any data is read or any model trained: nothing is written."""
+    out = tmp_path / "out"
+    assert main(["experiment", name, "--quick", "--out", str(out),
+                 f"--{option}", VALUES[option]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"--{option}: not an option of the {name} experiment" in err, err
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("name", [name for name in NAMES if not TAKES[name][1]])
+def test_a_trained_run_given_to_an_experiment_that_takes_none_exits_2(name, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.npz").write_bytes(b"")
+    out = tmp_path / "out"
+    assert main(["experiment", name, "--quick", "--out", str(out), "--from", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"--from: the {name} experiment takes no trained run" in err, err
+    assert not out.exists() or not any(out.iterdir())
 
 
 @pytest.fixture

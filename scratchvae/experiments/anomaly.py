@@ -69,7 +69,7 @@ from ..reparam import reparameterize_forward
 from ..threads import AUTO, Threads
 from ..train import TrainConfig, build_model, choose_threads
 from . import Experiment, ExperimentError, Outcome
-from .common import PCA, save_figure, train_ae, train_on_array, train_vae
+from .common import PCA, refuse_options, save_figure, train_ae, train_on_array, train_vae
 
 #: The five scores, in the order of every table.
 SCORES = ("neg_elbo", "neg_log_px", "recon_prob", "ae_error", "pca_error")
@@ -276,13 +276,8 @@ def _threads(exp: Experiment, setup: dict, x):
 
 def _check_options(exp: Experiment) -> tuple:
     """The digits of the held-out-class protocol: all of the setup's, or ``--digit``."""
-    unused = sorted(set(exp.options) - {"digit"})
-    if unused:
-        raise ExperimentError(f"--{unused[0]} is not used by the anomaly experiment "
-                              f"(it takes --digit)")
-    if exp.from_run is not None:
-        raise ExperimentError("--from is not used by the anomaly experiment: its models "
-                              "are trained without one digit, or on one data set each")
+    refuse_options(exp, takes=("digit",), why_not_from="its models are trained without "
+                   "one digit, or on one data set each")
     if "digit" not in exp.options:
         return (QUICK if exp.quick else FULL)["digits"]
     digit = exp.options["digit"]

@@ -45,8 +45,8 @@ from .. import bits_back as bb
 from ..datasets import binarize, load
 from ..evaluate import elbo
 from ..train import TrainConfig
-from . import Experiment, ExperimentError, Outcome
-from .common import save_figure, train_vae, vae_from_run
+from . import Experiment, Outcome
+from .common import refuse_options, save_figure, train_vae, vae_from_run
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,7 @@ LABELS = {"gzip": "gzip", "bz2": "bz2", "lzma": "lzma", "png_per_image": "PNG, f
 
 def plan_of(exp: Experiment) -> Plan:
     """The plan of ``exp``; this experiment takes no options."""
-    if exp.options:
-        raise ExperimentError(f"--{sorted(exp.options)[0]} is not an option of bits-back "
-                              f"(it takes none)")
+    refuse_options(exp, takes_from=True)
     return QUICK if exp.quick else FULL
 
 

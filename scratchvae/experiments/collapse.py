@@ -70,8 +70,8 @@ from ..files import atomic_write
 from ..kl import kl_std_normal_forward
 from ..threads import AUTO, Threads
 from ..train import TrainConfig, load_data
-from . import Experiment, ExperimentError, Outcome
-from .common import host, model_dir, save_figure, train_vae
+from . import Experiment, Outcome
+from .common import host, model_dir, refuse_options, save_figure, train_vae
 
 LATENT = 50
 HIDDEN = (200,)
@@ -136,13 +136,7 @@ def config(exp: Experiment, name: str, s: dict) -> TrainConfig:
 
 
 def _check(exp: Experiment) -> None:
-    if exp.options:
-        given = ", ".join(f"--{k}" for k in exp.options)
-        raise ExperimentError(f"{given}: not an option of the collapse experiment "
-                              f"(it takes none of --digit, --beta, --labels, --samples)")
-    if exp.from_run is not None:
-        raise ExperimentError("--from: the collapse experiment trains its own six VAEs "
-                              "and takes no trained run")
+    refuse_options(exp, why_not_from="it trains its own six VAEs")
 
 
 def run(exp: Experiment) -> Outcome:

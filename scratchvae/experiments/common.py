@@ -207,3 +207,23 @@ def vae_from_run(exp: Experiment, purpose: str, likelihood: str | None = None):
     if (exp.from_run / "metrics.jsonl").is_file():
         budget = training_budget(exp.from_run, epoch, config.batch_size)
     return model, config, budget
+
+
+#: The options of ``scratchvae experiment`` that only some experiments take.
+OPTIONS = ("digit", "beta", "labels", "samples")
+
+
+def refuse_options(exp: Experiment, takes: tuple = (), takes_from: bool = False,
+                   why_not_from: str = "it trains its own models") -> None:
+    """Raise :class:`ExperimentError` naming the first option given to ``exp`` that it
+    does not take (of :data:`OPTIONS`; ``takes`` lists those it does), and ``--from``
+    unless ``takes_from``. Experiments call it before reading any data."""
+    unused = [k for k in exp.options if k not in takes]
+    if unused:
+        offers = ", ".join(f"--{k}" for k in takes) or \
+            "none of " + ", ".join(f"--{k}" for k in OPTIONS)
+        raise ExperimentError(f"{', '.join('--' + k for k in unused)}: not an option of the "
+                              f"{exp.name} experiment (it takes {offers})")
+    if exp.from_run is not None and not takes_from:
+        raise ExperimentError(f"--from: the {exp.name} experiment takes no trained run "
+                              f"({why_not_from})")

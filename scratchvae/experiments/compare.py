@@ -61,8 +61,7 @@ from ..rng import Generator
 from ..threads import Threads
 from ..train import TrainConfig
 from . import Experiment, Outcome
-from .common import host, model_dir, save_figure, train_ae, train_vae
-from .gan import check_options
+from .common import host, model_dir, refuse_options, save_figure, train_ae, train_vae
 from .generation import frechet_distance, lerp, moments, nearest, path_stats
 
 SETTINGS = {
@@ -191,7 +190,7 @@ def _reconstruction_error(model, x, codes) -> float:
 def run(exp: Experiment) -> Outcome:
     """Train (or reuse) the AE, the VAE, the GAN and the classifier, then score the three
     models and draw the figures."""
-    check_options(exp, "compare")
+    refuse_options(exp)
     s = SETTINGS["quick" if exp.quick else "full"]
     ds = datasets.load("mnist", exp.data_dir)
     x_train, y_train = ds.x_train[:s["n_train"]], ds.y_train[:s["n_train"]]

@@ -51,7 +51,7 @@ from ..evaluate import active_units, elbo
 from ..threads import AUTO, Threads
 from ..train import TrainConfig
 from . import Experiment, ExperimentError, Outcome
-from .common import PCA, host, save_figure, train_vae, vae_from_run
+from .common import PCA, host, refuse_options, save_figure, train_vae, vae_from_run
 
 #: Where the compressed sizes are compared: the best PSNR each codec reaches at most at
 #: these bytes per image.
@@ -94,10 +94,7 @@ def plan_of(exp: Experiment) -> Plan:
     raises :class:`ExperimentError` for an option this experiment does not take or a bad
     beta."""
     plan = QUICK if exp.quick else FULL
-    unused = sorted(set(exp.options) - {"beta"})
-    if unused:
-        raise ExperimentError(f"--{unused[0]} is not an option of compression "
-                              f"(it takes --beta)")
+    refuse_options(exp, takes=("beta",), takes_from=True)
     if "beta" not in exp.options:
         return plan
     beta = exp.options["beta"]

@@ -44,8 +44,8 @@ from ..classifier import SoftmaxRegression, standardize
 from ..evaluate import active_units, latent_means
 from ..threads import Threads
 from ..train import TrainConfig
-from . import Experiment, ExperimentError, Outcome
-from .common import PCA, few_labels, save_figure, train_ae, train_vae
+from . import Experiment, Outcome
+from .common import PCA, few_labels, refuse_options, save_figure, train_ae, train_vae
 
 #: What changes between the quick and the full version.
 SETTINGS = {
@@ -82,13 +82,7 @@ def linear_probe(h_train, y_train, h_test, y_test, steps: int, seed: int,
 # ---- the experiment ----------------------------------------------------------------------
 
 def _check(exp: Experiment) -> None:
-    if exp.options:
-        given = ", ".join(f"--{k}" for k in exp.options)
-        raise ExperimentError(f"{given}: not an option of the features experiment "
-                              f"(it takes none of --digit, --beta)")
-    if exp.from_run is not None:
-        raise ExperimentError("--from: the features experiment trains its own AE and VAE "
-                              "at every code size and takes no trained run")
+    refuse_options(exp, why_not_from="it trains its own AE and VAE at every code size")
 
 
 def _config(exp: Experiment, s: dict, d: int) -> TrainConfig:

@@ -27,8 +27,8 @@ import numpy as np
 from .. import datasets
 from ..gan import GANConfig, sample_images, train_gan
 from ..threads import Threads
-from . import Experiment, ExperimentError, Outcome
-from .common import model_dir, save_figure
+from . import Experiment, Outcome
+from .common import model_dir, refuse_options, save_figure
 from .generation import nearest
 
 #: What changes between the quick and the full version.
@@ -39,21 +39,10 @@ SETTINGS = {
 GRID_EPOCHS = (0, 1, 2, 3, 5, 10, 20, 30, 50)
 
 
-def check_options(exp: Experiment, name: str) -> None:
-    """The GAN experiments take none of ``--digit``, ``--beta``, ``--from``."""
-    if exp.options:
-        given = ", ".join(f"--{k}" for k in exp.options)
-        raise ExperimentError(f"{given}: not an option of the {name} experiment "
-                              f"(it takes none of --digit, --beta)")
-    if exp.from_run is not None:
-        raise ExperimentError(f"--from: the {name} experiment trains its own models "
-                              f"and takes no trained run")
-
-
 def run(exp: Experiment) -> Outcome:
     """Train the GAN (or resume it from ``OUT/models/gan``), then draw its curves and
     sample grids and score its images."""
-    check_options(exp, "gan")
+    refuse_options(exp)
     s = SETTINGS["quick" if exp.quick else "full"]
     ds = datasets.load("mnist", exp.data_dir)
     x_train, x_test = ds.x_train[:s["n_train"]], ds.x_test[:s["n_test"]]

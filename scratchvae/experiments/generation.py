@@ -55,7 +55,15 @@ from ..kl import kl_std_normal_forward
 from ..threads import AUTO
 from ..train import TrainConfig, build_model, choose_threads
 from . import Experiment, ExperimentError, Outcome
-from .common import PCA, host, save_figure, train_ae, train_vae, training_budget
+from .common import (
+    PCA,
+    host,
+    refuse_options,
+    save_figure,
+    train_ae,
+    train_vae,
+    training_budget,
+)
 
 DATASETS = ("mnist", "fashion-mnist")
 TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
@@ -502,9 +510,7 @@ def _figure_traversals(exp, name, vae_trav, ae_trav, traversal, image_shape, fig
 def run(exp: Experiment) -> Outcome:
     """Train (or reuse) a VAE and an AE per data set, score their samples, interpolations
     and traversals, and draw them (4 figures per data set)."""
-    for option in exp.options:
-        raise ExperimentError(f"--{option} is not an option of the generation experiment "
-                              f"(it takes none of --digit, --beta)")
+    refuse_options(exp, takes_from=True)
     if exp.from_run is not None:
         _from_config(exp)
     sizes = QUICK if exp.quick else FULL

@@ -71,6 +71,7 @@ from .common import (
     finished_epochs,
     host,
     model_dir,
+    refuse_options,
     save_figure,
     train_on_array,
     training_budget,
@@ -244,13 +245,7 @@ def run_model(exp, dataset, algorithm, d, data, s, epochs, pick_epochs) -> dict:
 # ---- the experiment -------------------------------------------------------------------
 
 def _samples(exp: Experiment, default: float) -> float:
-    unknown = sorted(set(exp.options) - {"samples"})
-    if unknown:
-        raise ExperimentError(f"{', '.join('--' + k for k in unknown)}: not an option of the "
-                              f"kingma2014 experiment (it takes --samples)")
-    if exp.from_run is not None:
-        raise ExperimentError("--from: the kingma2014 experiment trains its own models "
-                              "and takes no trained run")
+    refuse_options(exp, takes=("samples",))
     samples = exp.options.get("samples", default)
     if isinstance(samples, bool) or not isinstance(samples, (int, float)) or \
             not math.isfinite(samples) or samples < 1:

@@ -82,7 +82,7 @@ from ..optim import Adam
 from ..threads import Threads
 from ..train import TrainConfig, build_model, format_duration, load_data, train_epoch
 from . import Experiment, ExperimentError, Outcome
-from .common import model_dir, save_figure
+from .common import model_dir, refuse_options, save_figure
 
 #: Burda et al. (2016), Table 1: VAE with one stochastic layer, k = 1, MNIST.
 PUBLISHED = {"test_nll": 86.76, "active_units": 19,
@@ -341,13 +341,8 @@ def _evaluate(exp: Experiment, protocol: str, model, config: TrainConfig, s: dic
 # ---- the experiment ----------------------------------------------------------------------
 
 def _check(exp: Experiment) -> None:
-    if exp.options:
-        given = ", ".join(f"--{k}" for k in exp.options)
-        raise ExperimentError(f"{given}: not an option of the nll experiment (it takes none "
-                              f"of --digit, --beta, --labels, --samples)")
-    if exp.from_run is not None:
-        raise ExperimentError("--from: the nll experiment trains its own two models (the "
-                              "paper's architecture and schedule) and takes no trained run")
+    refuse_options(exp, why_not_from="it trains its own two models, with the paper's "
+                   "architecture and schedule")
 
 
 def run(exp: Experiment) -> Outcome:

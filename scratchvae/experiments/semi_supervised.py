@@ -69,6 +69,7 @@ from .common import (
     finished_epochs,
     host,
     model_dir,
+    refuse_options,
     save_figure,
     train_vae,
     training_budget,
@@ -266,13 +267,7 @@ def posterior(vae, x, batch_size: int = 1000):
 
 def _check(exp: Experiment) -> None:
     """Refuse the options this experiment does not take (before any data is read)."""
-    other = [k for k in exp.options if k != "labels"]
-    if other:
-        raise ExperimentError(f"{', '.join('--' + k for k in other)}: not an option of the "
-                              f"semi-supervised experiment (it takes --labels)")
-    if exp.from_run is not None:
-        raise ExperimentError("--from: the semi-supervised experiment trains its own M1 "
-                              "and M2 and takes no trained run")
+    refuse_options(exp, takes=("labels",), why_not_from="it trains its own M1 and M2")
 
 
 def _label_counts(exp: Experiment, s: dict, y_train) -> tuple:
