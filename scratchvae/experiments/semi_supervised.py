@@ -55,7 +55,7 @@ import time
 import numpy as np
 
 from .. import checkpoint, datasets
-from ..backend import on_device
+from ..backend import on_device, to_numpy
 from ..classifier import SoftmaxRegression, standardize
 from ..evaluate import latent_means
 from ..m2 import M2
@@ -181,14 +181,16 @@ def train_m2(exp: Experiment, name: str, x_l, y_l, x_u, x_test, y_test, spec: di
     steps = -(-n_u // b_u)
     # one BLAS thread: M2's products are small enough that two threads mostly wait for
     # each other on a shared machine (a GPU ignores this)
-    with Threads(1):
+    xp = model.xp
+    with Threads(1), on_device(xp, model.device):
         for epoch in range(done + 1, epochs + 1):
             rng = np.random.default_rng([exp.seed, epoch])  # the epoch's order, resumable
             t0 = time.perf_counter()
             xl = resample(x_l, rng) if resample else x_l
             xu = resample(x_u, rng) if resample else x_u
             order = rng.permutation(n_u)
-            sums = np.zeros(4)
+            # the step's losses stay on the model's device; read back once per epoch
+            per_step = xp.full((steps, 4), xp.nan, dtype=xp.float64, device=model.device)
             for s in range(steps):
                 idx_l = rng.choice(n_l, b_l, replace=False)
                 xb = model.asarray(xl[idx_l])
@@ -198,10 +200,12 @@ def train_m2(exp: Experiment, name: str, x_l, y_l, x_u, x_test, y_test, spec: di
                                  check_values=False)
                 model.backward()
                 opt.step(model.grads)
-                sums += [float(res.loss), float(res.labelled), float(res.cross_entropy),
-                         float(res.unlabelled) if xub is not None else np.nan]
+                per_step[s, 0], per_step[s, 1] = res.loss, res.labelled
+                per_step[s, 2] = res.cross_entropy
+                if xub is not None:
+                    per_step[s, 3] = res.unlabelled
+            loss, labelled, ce, unlabelled = to_numpy(per_step).mean(axis=0).tolist()
             seconds = time.perf_counter() - t0
-            loss, labelled, ce, unlabelled = sums / steps
             line = {"epoch": epoch, "train_loss": loss, "labelled_nelbo": labelled,
                     "cross_entropy": ce, "unlabelled_bound": unlabelled,
                     "test_error": classifier_error(model, x_test, y_test), "epoch_seconds": seconds}
