@@ -145,7 +145,8 @@ def test_the_schedule_is_the_papers():
 
 
 def test_a_stopped_run_resumes_as_if_it_had_never_stopped(tmp_path, data_dir):
-    settings = dict(nll.SETTINGS["quick"], n_train=300, n_validation=40, n_test=50, stages=2)
+    settings = dict(nll.SETTINGS["quick"], n_train=300, n_validation=40, n_test=50,
+                    stages={"dynamic": 2, "fixed": 2})
 
     def train(folder, until=None):
         exp = Experiment("nll", tmp_path / folder, data_dir=str(data_dir), log=lambda _: None)
@@ -172,6 +173,15 @@ def test_a_folder_trained_otherwise_is_refused(quick, data_dir, capsys):
                  "--data-dir", str(data_dir)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "another configuration" in err, err
+
+
+def test_each_protocol_runs_its_own_number_of_stages():
+    full = nll.SETTINGS["full"]
+    assert full["stages"] == {"dynamic": 8, "fixed": 6}
+    dynamic, fixed = (nll.model_config(p, full, 0) for p in ("dynamic", "fixed"))
+    assert (dynamic.epochs, fixed.epochs) == (3280, 364)
+    assert fixed.extra["schedule"] == dynamic.extra["schedule"][:6]
+    assert (dynamic.binarize, fixed.binarize) == ("dynamic", "fixed")
 
 
 def test_protocol_and_stages_are_checked():
