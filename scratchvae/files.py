@@ -9,6 +9,7 @@ and no temporary file behind.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -29,3 +30,20 @@ def atomic_write(path, write) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def keep_epochs_until(path, epoch: int) -> None:
+    """Drop the lines of a ``metrics.jsonl`` whose ``"epoch"`` is past ``epoch``.
+
+    A run stopped between appending an epoch's line and saving that epoch's checkpoint
+    resumes from the previous checkpoint and trains the epoch again; this keeps its line
+    from appearing twice. The file is rewritten atomically, and only if a line goes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch]
+    if len(kept) != len(lines):
+        text = "".join(line + "\n" for line in kept)
+        atomic_write(path, lambda f: f.write(text.encode()))

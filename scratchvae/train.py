@@ -31,6 +31,7 @@ from .backend import host_reads_are_free, on_device, to_numpy
 from .checks import check_unit_interval
 from .decoder import check_likelihood
 from .evaluate import elbo
+from .files import keep_epochs_until
 from .optim import OPTIMIZERS
 from .threads import AUTO, Threads, check_threads
 from .vae import VAE
@@ -271,6 +272,7 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
     threads_setting = config.threads
     if resume:
         ckpt = checkpoint.restore(ckpt_path, model, opt)
+        keep_epochs_until(run_dir / "metrics.jsonl", ckpt["epoch"])
         if config.threads == AUTO and ckpt["threads"] is not None:
             threads_setting = ckpt["threads"]  # the count it trained with: exact continuation
     else:

@@ -2,12 +2,14 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from scratchvae import checkpoint
 from scratchvae.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +38,22 @@ def test_resume_continues_to_more_epochs(run_dir, tmp_path, capsys):
                  "--no-plots"]) == 0
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_a_line_written_after_the_last_checkpoint_is_not_kept_twice(run_dir, tmp_path):
+    """A run stopped after appending epoch 3's line but before saving its checkpoint
+    trains epoch 3 again on resume: the stale line goes, the new one stays."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    epochs_done = checkpoint.read(copy / "checkpoint.npz")["epoch"]
+    stale = {"epoch": epochs_done + 1, "train_loss": -1.0}
+    with open(copy / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(stale) + "\n")
+    assert main(["train", "--resume", str(copy), "--epochs", str(epochs_done + 1),
+                 "--quiet", "--no-plots"]) == 0
+    lines = [json.loads(line) for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == list(range(1, epochs_done + 2))
+    assert lines[-1]["train_loss"] > 0
 
 
 def test_evaluate_reports_iwae_above_elbo(run_dir, capsys):

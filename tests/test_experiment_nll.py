@@ -191,3 +191,30 @@ def test_protocol_and_stages_are_checked():
         nll.iwae_schedule(9)
     with pytest.raises(ExperimentError):
         nll._check(Experiment("nll", "/tmp/unused", options={"digit": 1}))
+
+
+def test_two_worker_processes_give_the_numbers_one_process_gives(quick, tmp_path, data_dir,
+                                                                 monkeypatch):
+    """The full run trains its two models in two processes: each model and every number
+    must be what the one-process quick run computed."""
+    results, out = quick
+    monkeypatch.setitem(nll.SETTINGS, "quick", dict(nll.SETTINGS["quick"], workers=2))
+    pools = []
+
+    class CountedPool(nll.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pools.append(self._max_workers)
+
+    monkeypatch.setattr(nll, "ProcessPoolExecutor", CountedPool)
+    assert main(["experiment", "nll", "--quick", "--out", str(tmp_path),
+                 "--data-dir", str(data_dir)]) == 0
+    assert pools == [2]
+    parallel = json.loads((tmp_path / "results.json").read_text())
+    for protocol in nll.PROTOCOLS:
+        one, two = (checkpoint.read(folder / "models" / protocol / "checkpoint.npz")
+                    for folder in (out, tmp_path))
+        assert one["epoch"] == two["epoch"] == 13
+        assert np.array_equal(one["params"], two["params"])
+        for key in ("test_nll", "test_neg_elbo", "train_nll", "active_units"):
+            assert parallel["numbers"][protocol][key] == results["numbers"][protocol][key]

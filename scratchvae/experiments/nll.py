@@ -38,7 +38,8 @@ library's :class:`~scratchvae.train.TrainConfig` has one learning rate and Adam'
 whose ``lr`` is set at the start of each stage, a checkpoint after every epoch. The same
 command with the same ``--out`` resumes a stopped run at its last epoch, in its stage,
 with the optimizer's moments and the generator's state as they were: the continuation is
-the run that never stopped.
+the run that never stopped. The full run trains the two models in two processes at once,
+one core each (:func:`train_and_evaluate`).
 
 **Evaluation.** The importance-weighted estimate (:func:`scratchvae.evaluate.log_likelihood`)
 
@@ -73,14 +74,18 @@ arXiv:1509.00519 (Table 1, section 5; code: github.com/yburda/iwae).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 from .. import checkpoint, datasets
 from ..evaluate import active_units, elbo, log_likelihood
+from ..files import keep_epochs_until
 from ..optim import Adam
 from ..threads import Threads
 from ..train import TrainConfig, build_model, format_duration, load_data, train_epoch
@@ -95,13 +100,14 @@ PROTOCOLS = ("dynamic", "fixed")
 ADAM = {"betas": (0.9, 0.999), "eps": 1e-4}
 #: What changes between the quick and the full version. ``n_gap``: training images whose
 #: log p(x) is estimated for the train–test gap (as many as test images); ``ks``: the K
-#: of the bound-against-K curve, on the first ``n_curve`` test images.
+#: of the bound-against-K curve, on the first ``n_curve`` test images; ``workers``: how
+#: many processes train and evaluate the two models at once (each uses one core).
 SETTINGS = {
     "quick": dict(n_train=900, n_validation=100, n_test=200,
-                  stages={"dynamic": 3, "fixed": 3}, batch_size=20,
+                  stages={"dynamic": 3, "fixed": 3}, batch_size=20, workers=1,
                   k=100, ks=(1, 10, 100), n_curve=200, n_gap=200),
     "full": dict(n_train=None, n_validation=400, n_test=None,
-                 stages={"dynamic": 8, "fixed": 6}, batch_size=20,
+                 stages={"dynamic": 8, "fixed": 6}, batch_size=20, workers=2,
                  k=5000, ks=(1, 5, 50, 500, 5000), n_curve=1000, n_gap=10_000),
 }
 #: Seed offset of the one binarization of the training images the gap is measured on for
@@ -221,6 +227,7 @@ def train_staged(exp: Experiment, name: str, config: TrainConfig, until: int | N
         opt = Adam(model.params, lr=schedule[0][1], betas=ADAM["betas"], eps=ADAM["eps"])
         if done:
             checkpoint.restore(run_dir / "checkpoint.npz", model, opt)
+            keep_epochs_until(run_dir / "metrics.jsonl", done)
         else:
             _init_decoder_bias(model, x_train_host)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -345,6 +352,16 @@ def _evaluate(exp: Experiment, protocol: str, model, config: TrainConfig, s: dic
 
 # ---- the experiment ----------------------------------------------------------------------
 
+def train_and_evaluate(exp: Experiment, protocol: str, config: TrainConfig,
+                       settings: dict) -> tuple[dict, dict]:
+    """Train one protocol's model (or resume it) and compute its numbers: returns
+    ``(budget, numbers)``. The full run calls it in two processes at once
+    (``settings["workers"]``), the two models sharing nothing but the data files."""
+    data = load_data(config)
+    model, budget = train_staged(exp, protocol, config, data=data)
+    return budget, _evaluate(exp, protocol, model, config, settings, data)
+
+
 def _check(exp: Experiment) -> None:
     refuse_options(exp, why_not_from="it trains its own two models, with the paper's "
                    "architecture and schedule")
@@ -360,10 +377,17 @@ def run(exp: Experiment) -> Outcome:
     for p, c in configs.items():  # a folder trained otherwise is refused before any work
         _epochs_done(model_dir(exp, p), _saved_config(c))
     numbers, budgets, curves = {"published": PUBLISHED}, {}, {}
-    for p, config in configs.items():
-        data = load_data(config)
-        model, budgets[p] = train_staged(exp, p, config, data=data)
-        r = _evaluate(exp, p, model, config, s, data)
+    if s["workers"] > 1:  # one process per model; each prints its own progress lines
+        child = dataclasses.replace(exp, log=None)
+        with ProcessPoolExecutor(min(s["workers"], len(PROTOCOLS)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = {p: pool.submit(train_and_evaluate, child, p, configs[p], s)
+                    for p in PROTOCOLS}
+            finished = {p: job.result() for p, job in jobs.items()}
+    else:
+        finished = {p: train_and_evaluate(exp, p, configs[p], s) for p in PROTOCOLS}
+    for p in PROTOCOLS:
+        budgets[p], r = finished[p]
         numbers[p] = _rounded(r)
         numbers[p]["distance_to_published"] = round(r["test_nll"] - PUBLISHED["test_nll"], 2)
         lines = (model_dir(exp, p) / "metrics.jsonl").read_text().splitlines()

@@ -63,6 +63,7 @@ from .. import checkpoint, datasets
 from ..backend import on_device, to_numpy
 from ..classifier import SoftmaxRegression, standardize
 from ..evaluate import latent_means
+from ..files import keep_epochs_until
 from ..m2 import M2
 from ..optim import Adam
 from ..threads import Threads
@@ -174,6 +175,7 @@ def train_m2(exp: Experiment, name: str, x_l, y_l, x_u, x_test, y_test, spec: di
     done = finished_epochs(run_dir, config)
     if done:
         checkpoint.restore(run_dir / "checkpoint.npz", model, opt)
+        keep_epochs_until(run_dir / "metrics.jsonl", done)
     else:
         (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
