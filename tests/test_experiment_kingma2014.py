@@ -164,3 +164,23 @@ def test_bad_options_exit_2_with_one_line(args, word, tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     assert word in err and "Traceback" not in err
+
+
+def test_a_finished_curve_needs_no_checkpoint_unless_a_figure_shows_its_model(tmp_path):
+    exp, config, data = _tiny(tmp_path)
+    model, curve, budget = kingma2014.train_with_curve(exp, "ws", "wake-sleep", data,
+                                                       config, [1, 2], need_model=False)
+    assert model is None and budget["epochs"] == 2 and budget["train_seconds"] > 0
+    run_dir = tmp_path / "models" / "ws"
+    for kept_alone in ("checkpoint.npz", "metrics.jsonl"):   # config.json and curve.json
+        (run_dir / kept_alone).unlink()
+    _, again, budget = kingma2014.train_with_curve(exp, "ws", "wake-sleep", data, config,
+                                                   [1, 2], need_model=False)
+    assert again == curve and budget["train_seconds"] is None
+    assert not (run_dir / "checkpoint.npz").exists()        # nothing was trained again
+    model, _, _ = kingma2014.train_with_curve(exp, "ws", "wake-sleep", data, config, [1, 2])
+    assert model is None                                    # a figure would need the weights
+    config.lr = 0.1
+    with pytest.raises(ValueError, match="another configuration"):
+        kingma2014.train_with_curve(exp, "ws", "wake-sleep", data, config, [1, 2],
+                                    need_model=False)

@@ -39,12 +39,18 @@ def finished_epochs(run_dir: Path, config: dict) -> int:
     path = run_dir / "checkpoint.npz"
     if not path.is_file():
         return 0
+    check_configuration(run_dir, config)
+    return int(checkpoint.read(path)["epoch"])
+
+
+def check_configuration(run_dir: Path, config: dict) -> None:
+    """Refuse a run folder whose ``config.json`` differs from ``config`` in anything but
+    the number of epochs (which grows as a run is continued)."""
     saved = json.loads((run_dir / "config.json").read_text())
     if {k: v for k, v in saved.items() if k != "epochs"} != \
             {k: v for k, v in config.items() if k != "epochs"}:
         raise ExperimentError(f"{run_dir} holds a model trained with another configuration; "
                               f"use another --out or delete that folder")
-    return int(checkpoint.read(path)["epoch"])
 
 
 def train_vae(exp: Experiment, name: str, config: TrainConfig, input_dim: int):

@@ -68,6 +68,7 @@ from ..train import (
 from ..wake_sleep import WakeSleep, train_epoch
 from . import Experiment, ExperimentError, Outcome
 from .common import (
+    check_configuration,
     finished_epochs,
     host,
     model_dir,
@@ -152,18 +153,26 @@ def lower_bound(model, x, seed: int) -> float:
     return -elbo(model, x, batch_size=1000)["loss"]
 
 
-def train_with_curve(exp, name, algorithm, data, config, points):
+def train_with_curve(exp, name, algorithm, data, config, points, need_model=True):
     """Train to each epoch count in ``points`` in turn and record the bound on the
     training subset and the test set there, in ``models/name/curve.json`` (written
     atomically after each point; a rerun skips the points it holds).
 
     Returns ``(model, curve, budget)``; ``curve`` is ``{"points": [{"epoch", "samples",
     "train", "test"}, ...], "diverged": None or the error}``. ``model`` is ``None`` if the
-    run diverged before its first checkpoint.
+    run diverged before its first checkpoint, or if ``need_model`` is false: a curve
+    that holds all its points then needs nothing else from the folder, so a finished
+    run whose model no figure shows can be kept as its ``config.json`` and
+    ``curve.json`` alone (its ``budget["train_seconds"]`` is ``None`` without its
+    ``metrics.jsonl``).
     """
     run_dir = model_dir(exp, name)
     path = run_dir / "curve.json"
-    curve = json.loads(path.read_text()) if path.is_file() else {"points": [], "diverged": None}
+    curve = {"points": [], "diverged": None}
+    if path.is_file():
+        config.backend = exp.backend
+        check_configuration(run_dir, config.to_json())
+        curve = json.loads(path.read_text())
 
     def save():
         text = json.dumps(curve, indent=1) + "\n"
@@ -189,6 +198,12 @@ def train_with_curve(exp, name, algorithm, data, config, points):
             curve["points"].append({"epoch": epoch, "samples": epoch * n,
                                     "train": round(train, 3), "test": round(test, 3)})
         save()
+    if not need_model and curve["points"]:
+        epochs = curve["points"][-1]["epoch"]
+        budget = {"epochs": epochs, "batch_size": config.batch_size, "train_seconds": None}
+        if (run_dir / "metrics.jsonl").is_file():
+            budget = training_budget(run_dir, epochs, config.batch_size)
+        return None, curve, budget
     if not (run_dir / "checkpoint.npz").is_file():
         return None, curve, None
     config.epochs = checkpoint.read(run_dir / "checkpoint.npz")["epoch"]
@@ -210,9 +225,11 @@ def _config(exp, dataset, d, lr, n_train, threads) -> TrainConfig:
     return TrainConfig(dataset=dataset, **preset)
 
 
-def run_model(exp, dataset, algorithm, d, data, s, epochs, pick_epochs) -> dict:
+def run_model(exp, dataset, algorithm, d, data, s, epochs, pick_epochs,
+              need_model=True) -> dict:
     """One model of Fig. 2: the step size picked on short runs, then the winner's run
-    continued to ``epochs``. Returns ``{"model", "lr", "short_runs", "curve", "budget"}``.
+    continued to ``epochs``. Returns ``{"model", "lr", "short_runs", "curve", "budget"}``
+    (``model`` is ``None`` unless ``need_model``: a figure shows it).
     """
     points = epoch_points(epochs, pick_epochs, s["points"])
     short_points = [e for e in points if e <= pick_epochs]
@@ -224,7 +241,8 @@ def run_model(exp, dataset, algorithm, d, data, s, epochs, pick_epochs) -> dict:
         config.extra = {"algorithm": algorithm}
         # a step size too large overflows Adagrad's sum of squares: the bound shows it
         with np.errstate(over="ignore", invalid="ignore"):
-            _, curve, _ = train_with_curve(exp, name, algorithm, data, config, short_points)
+            _, curve, _ = train_with_curve(exp, name, algorithm, data, config, short_points,
+                                           need_model=False)
         at_pick = [p["train"] for p in curve["points"] if p["epoch"] == pick_epochs]
         short[f"{lr:g}"] = at_pick[0] if at_pick and not curve["diverged"] else None
         runs[lr] = name, config
@@ -237,7 +255,8 @@ def run_model(exp, dataset, algorithm, d, data, s, epochs, pick_epochs) -> dict:
             + ", ".join(f"{k}: {'diverged' if b is None else f'{b:.4g}'}"
                         for k, b in short.items()) + f"; step size {lr:g}")
     name, config = runs[lr]
-    model, curve, budget = train_with_curve(exp, name, algorithm, data, config, points)
+    model, curve, budget = train_with_curve(exp, name, algorithm, data, config, points,
+                                            need_model)
     return {"model": model, "lr": lr, "short_runs": short, "curve": curve,
             "budget": {"name": name, **budget}}
 
@@ -282,8 +301,10 @@ def run(exp: Experiment) -> Outcome:
             "latent_sizes_aevb_only": list(ds_s["extra"])}
         jobs = [(a, d) for d in ds_s["sizes"] for a in ALGORITHMS] + \
                [("aevb", d) for d in ds_s["extra"]]
+        shown = {2, *s["fig5"]} if dataset == "mnist" else {2}   # Fig. 4 and Fig. 5
         for algorithm, d in jobs:
-            r = run_model(exp, dataset, algorithm, d, data[dataset], s, epochs, pick_epochs)
+            r = run_model(exp, dataset, algorithm, d, data[dataset], s, epochs, pick_epochs,
+                          need_model=algorithm == "aevb" and d in shown)
             results[dataset, algorithm, d] = r
             budgets[r["budget"].pop("name")] = r["budget"]
 
@@ -330,8 +351,12 @@ def run(exp: Experiment) -> Outcome:
         "wake_sleep": "one wake and one sleep half-step per minibatch, as many dreams as "
                       "examples, one Adagrad step on both gradients",
         "budgets": budgets,
-        "train_seconds_total": round(sum(b["train_seconds"] for b in budgets.values()), 1),
+        "train_seconds_total": round(sum(b["train_seconds"] or 0 for b in budgets.values()),
+                                     1),
     }
+    unrecorded = sorted(name for name, b in budgets.items() if b["train_seconds"] is None)
+    if unrecorded:  # runs kept as their curve alone: the total leaves them out
+        setup["train_seconds_not_recorded"] = unrecorded
     if not numbers["diverged"]:
         del numbers["diverged"]
     return Outcome(numbers, setup, bound_table({"setup": setup, "numbers": numbers}),
