@@ -19,6 +19,7 @@ import pytest
 from scratchvae import checkpoint
 from scratchvae.cli import main
 from scratchvae.experiments import Experiment, kingma2014
+from scratchvae.threads import Threads
 from scratchvae.train import TrainConfig
 
 FIGURES = {"fig2_aevb_vs_wake_sleep.png", "fig4_manifold_mnist.png",
@@ -184,3 +185,28 @@ def test_a_finished_curve_needs_no_checkpoint_unless_a_figure_shows_its_model(tm
     with pytest.raises(ValueError, match="another configuration"):
         kingma2014.train_with_curve(exp, "ws", "wake-sleep", data, config, [1, 2],
                                     need_model=False)
+
+
+@pytest.mark.parametrize("algorithm", kingma2014.ALGORITHMS)
+def test_a_continued_run_keeps_its_thread_count_and_drops_a_stale_metrics_line(
+        algorithm, tmp_path, monkeypatch):
+    exp, config, data = _tiny(tmp_path)
+    config.threads, config.epochs, config.extra = "auto", 2, {"algorithm": algorithm}
+    monkeypatch.setattr(Threads, "choose", lambda self, work, **kw: setattr(self, "choice", 2)
+                        or 2)
+    kingma2014._train(exp, "m", algorithm, data["x_train"], config)
+    run_dir = tmp_path / "models" / "m"
+    assert checkpoint.read(run_dir / "checkpoint.npz")["threads"] == 2
+    with open(run_dir / "metrics.jsonl", "a") as f:   # stopped after writing epoch 3's line
+        f.write(json.dumps({"epoch": 3, "epoch_seconds": 1.0}) + "\n")
+
+    def no_trial(self, work, **kwargs):
+        assert self.choice is not None, "a continued auto run must not choose again"
+        return self.choice
+
+    monkeypatch.setattr(Threads, "choose", no_trial)
+    config.epochs = 3
+    kingma2014._train(exp, "m", algorithm, data["x_train"], config)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    assert checkpoint.read(run_dir / "checkpoint.npz")["threads"] == 2

@@ -19,6 +19,8 @@ import numpy as np
 from .. import checkpoint
 from ..ae import AE
 from ..backend import to_numpy
+from ..files import keep_epochs_until
+from ..threads import AUTO
 from ..train import (
     TrainConfig,
     build_model,
@@ -92,15 +94,16 @@ def train_on_array(exp: Experiment, name: str, x_train, config: TrainConfig, kin
         build_model(config, x_train.shape[1])
     opt = build_optimizer(config, ae)
     done = finished_epochs(run_dir, config.to_json())
+    threads_setting = config.threads
     if done:
-        checkpoint.restore(run_dir / "checkpoint.npz", ae, opt)
+        threads_setting = restore_run(run_dir, ae, opt, config)
     else:
         (run_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     if done < config.epochs:
         exp.log(f"training {name}: epochs {done + 1}-{config.epochs}")
     x = ae.asarray(x_train)
-    threads = _threads(config, ae, x) if done < config.epochs else None
+    threads = _threads(threads_setting, config, ae, x) if done < config.epochs else None
     with threads or contextlib.nullcontext():
         for epoch in range(done + 1, config.epochs + 1):
             t0 = time.perf_counter()
@@ -110,7 +113,8 @@ def train_on_array(exp: Experiment, name: str, x_train, config: TrainConfig, kin
                        "epoch_seconds": time.perf_counter() - t0}
             with open(run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(metrics) + "\n")
-            checkpoint.save(run_dir / "checkpoint.npz", ae, opt, epoch, config.to_json())
+            checkpoint.save(run_dir / "checkpoint.npz", ae, opt, epoch, config.to_json(),
+                            threads=threads.choice if threads else None)
     return ae, training_budget(run_dir, config.epochs, config.batch_size)
 
 
@@ -120,11 +124,26 @@ def _build_ae(config: TrainConfig, input_dim: int) -> AE:
               backend=config.backend, dtype=config.dtype, seed=config.seed)
 
 
-def _threads(config: TrainConfig, model, x):
-    """The CPU threads for training ``model``, chosen as ``scratchvae train`` chooses them
-    (:func:`scratchvae.train.choose_threads`); ``None`` on a GPU."""
+def _threads(setting, config: TrainConfig, model, x):
+    """The CPU threads for training ``model`` with ``setting`` (``"auto"`` or a count),
+    chosen as ``scratchvae train`` chooses them (:func:`scratchvae.train.choose_threads`);
+    ``None`` on a GPU."""
     build = (lambda: _build_ae(config, model.input_dim)) if isinstance(model, AE) else None
-    return choose_threads(config.threads, config, model, x, build=build)
+    return choose_threads(setting, config, model, x, build=build)
+
+
+def restore_run(run_dir: Path, model, optimizer, config: TrainConfig):
+    """Continue a run: load ``run_dir``'s checkpoint into ``model`` and ``optimizer``, drop
+    the lines of its ``metrics.jsonl`` written after that checkpoint, and return the
+    thread setting to go on with: for ``"auto"``, the count the checkpoint was trained
+    with when it records one (the thread count changes the rounding, so this makes the
+    continued run the uninterrupted one, whatever the load now), else ``config.threads``.
+    """
+    ckpt = checkpoint.restore(run_dir / "checkpoint.npz", model, optimizer)
+    keep_epochs_until(run_dir / "metrics.jsonl", ckpt["epoch"])
+    if config.threads == AUTO and ckpt["threads"] is not None:
+        return ckpt["threads"]
+    return config.threads
 
 
 def training_budget(run_dir: Path, epochs: int, batch_size: int) -> dict:

@@ -73,6 +73,7 @@ from .common import (
     host,
     model_dir,
     refuse_options,
+    restore_run,
     save_figure,
     train_on_array,
     training_budget,
@@ -116,8 +117,9 @@ def train_wake_sleep(exp: Experiment, name: str, x_train, config: TrainConfig):
     ws = WakeSleep(model)
     opt = build_optimizer(config, model)
     done = finished_epochs(run_dir, config.to_json())
+    threads_setting = config.threads
     if done:
-        checkpoint.restore(run_dir / "checkpoint.npz", model, opt)
+        threads_setting = restore_run(run_dir, model, opt, config)
     else:
         text = json.dumps(config.to_json(), indent=2) + "\n"
         atomic_write(run_dir / "config.json", lambda f: f.write(text.encode()))
@@ -125,7 +127,7 @@ def train_wake_sleep(exp: Experiment, name: str, x_train, config: TrainConfig):
     if done < config.epochs:
         exp.log(f"training {name}: epochs {done + 1}-{config.epochs}")
         x = model.asarray(x_train)
-        threads = choose_threads(config.threads, config, model, x)
+        threads = choose_threads(threads_setting, config, model, x)
         with threads or contextlib.nullcontext():
             for epoch in range(done + 1, config.epochs + 1):
                 t0 = time.perf_counter()
@@ -135,7 +137,7 @@ def train_wake_sleep(exp: Experiment, name: str, x_train, config: TrainConfig):
                 with open(run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(metrics) + "\n")
                 checkpoint.save(run_dir / "checkpoint.npz", model, opt, epoch,
-                                config.to_json())
+                                config.to_json(), threads=threads.choice if threads else None)
     return model, training_budget(run_dir, config.epochs, config.batch_size)
 
 
