@@ -271,10 +271,7 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
     opt = build_optimizer(config, model)
     threads_setting = config.threads
     if resume:
-        ckpt = checkpoint.restore(ckpt_path, model, opt)
-        keep_epochs_until(run_dir / "metrics.jsonl", ckpt["epoch"])
-        if config.threads == AUTO and ckpt["threads"] is not None:
-            threads_setting = ckpt["threads"]  # the count it trained with: exact continuation
+        threads_setting = restore_run(run_dir, model, opt, config)
     else:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     (run_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
@@ -321,6 +318,20 @@ def train(config: TrainConfig, run_dir, resume: bool = False, quiet: bool = Fals
                         f"KL {test['kl']:7.3f})  {seconds:6.2f} s  {n / seconds:8.0f} ex/s"
                         f"{eta}")
     return metrics
+
+
+def restore_run(run_dir: Path, model, optimizer, config: TrainConfig):
+    """Continue a run: load ``run_dir``'s checkpoint into ``model`` and ``optimizer``, drop
+    the lines of its ``metrics.jsonl`` written after that checkpoint, and return the
+    thread setting to go on with: for ``"auto"``, the count the checkpoint was trained
+    with when it records one (the thread count changes the rounding, so this makes the
+    continued run the uninterrupted one, whatever the load now), else ``config.threads``.
+    """
+    ckpt = checkpoint.restore(run_dir / "checkpoint.npz", model, optimizer)
+    keep_epochs_until(run_dir / "metrics.jsonl", ckpt["epoch"])
+    if config.threads == AUTO and ckpt["threads"] is not None:
+        return ckpt["threads"]
+    return config.threads
 
 
 def _print_now(line: str) -> None:

@@ -19,13 +19,12 @@ import numpy as np
 from .. import checkpoint
 from ..ae import AE
 from ..backend import to_numpy
-from ..files import keep_epochs_until
-from ..threads import AUTO
 from ..train import (
     TrainConfig,
     build_model,
     build_optimizer,
     choose_threads,
+    restore_run,
     train,
     train_epoch,
 )
@@ -130,20 +129,6 @@ def _threads(setting, config: TrainConfig, model, x):
     ``None`` on a GPU."""
     build = (lambda: _build_ae(config, model.input_dim)) if isinstance(model, AE) else None
     return choose_threads(setting, config, model, x, build=build)
-
-
-def restore_run(run_dir: Path, model, optimizer, config: TrainConfig):
-    """Continue a run: load ``run_dir``'s checkpoint into ``model`` and ``optimizer``, drop
-    the lines of its ``metrics.jsonl`` written after that checkpoint, and return the
-    thread setting to go on with: for ``"auto"``, the count the checkpoint was trained
-    with when it records one (the thread count changes the rounding, so this makes the
-    continued run the uninterrupted one, whatever the load now), else ``config.threads``.
-    """
-    ckpt = checkpoint.restore(run_dir / "checkpoint.npz", model, optimizer)
-    keep_epochs_until(run_dir / "metrics.jsonl", ckpt["epoch"])
-    if config.threads == AUTO and ckpt["threads"] is not None:
-        return ckpt["threads"]
-    return config.threads
 
 
 def training_budget(run_dir: Path, epochs: int, batch_size: int) -> dict:

@@ -64,6 +64,7 @@ from ..train import (
     build_model,
     build_optimizer,
     choose_threads,
+    restore_run,
 )
 from ..wake_sleep import WakeSleep, train_epoch
 from . import Experiment, ExperimentError, Outcome
@@ -73,7 +74,6 @@ from .common import (
     host,
     model_dir,
     refuse_options,
-    restore_run,
     save_figure,
     train_on_array,
     training_budget,
